@@ -1,0 +1,286 @@
+"""The PI entropy controller.
+
+One error convention everywhere in the project::
+
+    e_t = H_t − H_target          (entropy too high → e > 0 → α > 0 → entropy falls)
+
+and one control law, the official EntroPIC one::
+
+    u_t   = kp·e_t + ki·S_t        (S_t = Σ_{j<t} e_j, the integral of *past* errors)
+    α_t   = clip(u_t, lo, hi)
+    S_t+1 = S_t + e_t              (updated after α, unclipped, unless anti-windup is on)
+
+`pi_step` is the pure, vectorised law; `PIController` wraps it with state, a setpoint
+schedule and a step counter. The same object drives the bandit simulator (with gain
+arrays of shape (64, 64), say) and the LLM trainer (scalar gains).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ANTI_WINDUP_MODES", "PIController", "pi_step"]
+
+ANTI_WINDUP_MODES = ("none", "clamp", "back_calculation")
+_NONFINITE_MODES = ("raise", "hold")
+
+
+def pi_step(
+    error: np.ndarray,
+    integral: np.ndarray,
+    kp: np.ndarray | float,
+    ki: np.ndarray | float,
+    lo: float = -1.0,
+    hi: float = 1.0,
+    anti_windup: str = "none",
+    tracking_gain: float = 1.0,
+    integral_limit: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One step of the PI law; returns ``(alpha, next_integral)``.
+
+    All array arguments broadcast. Units: ``error`` in nats, ``integral`` in nat·steps,
+    ``alpha`` dimensionless.
+
+    Integral update per ``anti_windup`` mode:
+
+    - ``"none"``: S ← S + e (the official code).
+    - ``"clamp"`` (conditional integration): S is frozen on steps where the output is
+      saturated and e would push it further into saturation (u > hi and e > 0, or
+      u < lo and e < 0). Since ki ≥ 0, the sign of e is the direction S moves u.
+    - ``"back_calculation"``: the integral action I = ki·S tracks the saturated output,
+      I ← I + ki·e + kt·(α − u), i.e. S ← S + e + (kt/ki)·(α − u). With kt = 1 a saturated
+      step pulls the integral to where u sits on the limit. Elements with ki = 0 use S ← S + e.
+
+    Finally ``integral_limit`` (if given) clips S to [−limit, +limit].
+    """
+    u = kp * error + ki * integral
+    alpha = np.clip(u, lo, hi)
+    if anti_windup == "none":
+        nxt = integral + error
+    elif anti_windup == "clamp":
+        pushing_out = ((u > hi) & (error > 0)) | ((u < lo) & (error < 0))
+        nxt = np.where(pushing_out, integral, integral + error)
+    elif anti_windup == "back_calculation":
+        ki_arr = np.asarray(ki, dtype=float)
+        safe_ki = np.where(ki_arr > 0, ki_arr, 1.0)
+        correction = np.where(ki_arr > 0, tracking_gain * (alpha - u) / safe_ki, 0.0)
+        nxt = integral + error + correction
+    else:  # validated by the class; kept for direct callers
+        raise ValueError(f"anti_windup must be one of {ANTI_WINDUP_MODES}, got {anti_windup!r}")
+    if integral_limit is not None:
+        nxt = np.clip(nxt, -integral_limit, integral_limit)
+    return alpha, nxt
+
+
+def _as_gain(name: str, value: Any) -> np.ndarray:
+    arr = np.asarray(value, dtype=float)
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError(f"{name} must be finite and >= 0 (elementwise), got {value!r}")
+    return arr
+
+
+def _scalar_or_array(x: np.ndarray) -> float | np.ndarray:
+    return float(x) if np.ndim(x) == 0 else x
+
+
+def _to_json(x: np.ndarray) -> float | list:
+    return x.tolist() if np.ndim(x) else float(x)
+
+
+class PIController:
+    """PI controller of policy entropy: ``update(H)`` returns the EntroPIC coefficient α.
+
+    Parameters
+    ----------
+    kp, ki : float or array, >= 0
+        Proportional and integral gains. Arrays broadcast against each other and the
+        measurement, so a whole gain grid is one controller. ``ki = 0`` is P control.
+    target : float or callable
+        The entropy setpoint in nats, or a schedule ``step -> target`` (see `pic.setpoint`).
+        The controller counts its own steps, starting at 0.
+    output_limits : (lo, hi) or None
+        α is clipped to [lo, hi]; ``None`` disables clipping. Official: (−1, 1).
+    anti_windup : {"none", "clamp", "back_calculation"}
+        How the integral behaves while α saturates (see `pi_step`). Official: "none".
+    integral_limit : float > 0 or None
+        Bound on |S| (nat·steps).
+    tracking_gain : float in (0, 1]
+        kt of back-calculation; ignored by the other modes.
+    on_nonfinite : {"raise", "hold"}
+        A NaN/inf measurement raises, or (``"hold"``) leaves α and the state of the affected
+        elements unchanged. The step counter advances only if some element was finite.
+    """
+
+    def __init__(
+        self,
+        kp: float | np.ndarray,
+        ki: float | np.ndarray,
+        target: float | Callable[[int], float],
+        *,
+        output_limits: tuple[float, float] | None = (-1.0, 1.0),
+        anti_windup: str = "none",
+        integral_limit: float | None = None,
+        tracking_gain: float = 1.0,
+        on_nonfinite: str = "raise",
+    ) -> None:
+        self.kp = _as_gain("kp", kp)
+        self.ki = _as_gain("ki", ki)
+        try:
+            self._shape = np.broadcast_shapes(self.kp.shape, self.ki.shape)
+        except ValueError:
+            raise ValueError(
+                f"kp and ki must broadcast together, got shapes {self.kp.shape} and {self.ki.shape}"
+            ) from None
+        if callable(target):
+            self.target = target
+        else:
+            t = float(target)
+            if not math.isfinite(t) or t < 0:
+                raise ValueError(f"target must be a finite entropy >= 0 nats, got {target!r}")
+            self.target = t
+        if output_limits is None:
+            self.output_limits = (-math.inf, math.inf)
+        else:
+            lo, hi = (float(v) for v in output_limits)
+            if math.isnan(lo) or math.isnan(hi) or not lo < hi:
+                raise ValueError(f"output_limits must be (lo, hi) with lo < hi, got {output_limits!r}")
+            self.output_limits = (lo, hi)
+        if anti_windup not in ANTI_WINDUP_MODES:
+            raise ValueError(f"anti_windup must be one of {ANTI_WINDUP_MODES}, got {anti_windup!r}")
+        self.anti_windup = anti_windup
+        if integral_limit is not None and not (integral_limit > 0):
+            raise ValueError(f"integral_limit must be > 0 or None, got {integral_limit!r}")
+        self.integral_limit = None if integral_limit is None else float(integral_limit)
+        if not 0 < tracking_gain <= 1:
+            raise ValueError(f"tracking_gain must be in (0, 1], got {tracking_gain!r}")
+        self.tracking_gain = float(tracking_gain)
+        if on_nonfinite not in _NONFINITE_MODES:
+            raise ValueError(f"on_nonfinite must be one of {_NONFINITE_MODES}, got {on_nonfinite!r}")
+        self.on_nonfinite = on_nonfinite
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self) -> None:
+        """Zero the integral, the last output and error, and the step counter."""
+        self._integral = np.zeros(self._shape)
+        self._alpha = np.zeros(self._shape)
+        self._error = np.zeros(self._shape)
+        self._prev_integral = np.zeros(self._shape)
+        self.step = 0
+
+    @property
+    def integral(self) -> float | np.ndarray:
+        """S, the running sum of past errors (nat·steps)."""
+        return _scalar_or_array(self._integral)
+
+    @property
+    def alpha(self) -> float | np.ndarray:
+        """The last output α (0 before the first update)."""
+        return _scalar_or_array(self._alpha)
+
+    @property
+    def error(self) -> float | np.ndarray:
+        """The last error e = H − target (0 before the first update)."""
+        return _scalar_or_array(self._error)
+
+    def target_at(self, step: int | None = None) -> float:
+        """The setpoint at ``step`` (default: the step the next `update` will use)."""
+        step = self.step if step is None else step
+        return float(self.target(step)) if callable(self.target) else self.target
+
+    @property
+    def p_term(self) -> float | np.ndarray:
+        """kp·e of the last update."""
+        return _scalar_or_array(self.kp * self._error)
+
+    @property
+    def i_term(self) -> float | np.ndarray:
+        """ki·S with the integral *before* the last update (what entered the last α)."""
+        return _scalar_or_array(self.ki * self._prev_integral)
+
+    # ---------------------------------------------------------------- control
+    def update(self, measured: float | np.ndarray) -> float | np.ndarray:
+        """Feed the measured entropy H (nats); return α for this step."""
+        h = np.asarray(measured, dtype=float)
+        finite = np.isfinite(h)
+        if not np.all(finite):
+            if self.on_nonfinite == "raise":
+                raise ValueError(f"measured entropy must be finite, got {measured!r}")
+            if not np.any(finite):
+                return self.alpha
+        error = h - self.target_at()
+        lo, hi = self.output_limits
+        alpha, nxt = pi_step(
+            np.where(finite, error, 0.0),
+            self._integral,
+            self.kp,
+            self.ki,
+            lo,
+            hi,
+            self.anti_windup,
+            self.tracking_gain,
+            self.integral_limit,
+        )
+        self._prev_integral = self._integral.copy()
+        if np.all(finite):
+            self._alpha, self._integral, self._error = alpha, nxt, np.broadcast_to(error, alpha.shape)
+        else:
+            self._alpha = np.where(finite, alpha, self._alpha)
+            self._integral = np.where(finite, nxt, self._integral)
+            self._error = np.where(finite, error, self._error)
+        self.step += 1
+        return self.alpha
+
+    # ------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state; `load_state_dict` restores it exactly."""
+        return {
+            "step": self.step,
+            "integral": _to_json(self._integral),
+            "alpha": _to_json(self._alpha),
+            "error": _to_json(self._error),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state from `state_dict` (gains and target come from the constructor)."""
+        missing = {"step", "integral", "alpha", "error"} - set(state)
+        if missing:
+            raise ValueError(f"controller state is missing keys {sorted(missing)}")
+        arrays = {}
+        for key in ("integral", "alpha", "error"):
+            arr = np.asarray(state[key], dtype=float)
+            if arr.shape != self._shape:
+                try:
+                    arr = np.broadcast_to(arr, np.broadcast_shapes(arr.shape, self._shape)).copy()
+                except ValueError:
+                    raise ValueError(
+                        f"controller state {key!r} has shape {arr.shape}, expected {self._shape}"
+                    ) from None
+            arrays[key] = arr
+        step = int(state["step"])
+        if step < 0:
+            raise ValueError(f"controller state 'step' must be >= 0, got {step}")
+        self._integral, self._alpha, self._error = arrays["integral"], arrays["alpha"], arrays["error"]
+        self.step = step
+
+    def __repr__(self) -> str:
+        def fmt(x: np.ndarray) -> str:
+            return f"{float(x):g}" if np.ndim(x) == 0 else f"array(shape={x.shape})"
+
+        target = self.target if callable(self.target) else f"{self.target:g}"
+        lo, hi = self.output_limits
+        parts = [
+            f"kp={fmt(self.kp)}",
+            f"ki={fmt(self.ki)}",
+            f"target={target}",
+            f"output_limits=({lo:g}, {hi:g})",
+            f"anti_windup={self.anti_windup!r}",
+        ]
+        if self.integral_limit is not None:
+            parts.append(f"integral_limit={self.integral_limit:g}")
+        parts += [f"step={self.step}", f"integral={fmt(self._integral)}", f"alpha={fmt(self._alpha)}"]
+        return f"PIController({', '.join(parts)})"

@@ -1,0 +1,303 @@
+"""Entropy setpoint schedules: callables ``step -> target`` (nats).
+
+Every schedule is a frozen dataclass, so it is hashable, printable and can be rebuilt from
+a plain dict (`schedule_from_dict`, used by the TOML configs). Calling one with an int
+returns a float; calling it with a numpy array of steps returns an array.
+
+Besides the classic constant / linear / cosine / piecewise-linear / step shapes, three
+shapes come from the flexible-entropy-control work (arXiv 2602.09782), where they were
+clip-bound schedules; here they are *setpoints* for the PI controller:
+
+- `IncreaseThenDecrease` (ID): rise to a peak at ``peak_fraction`` of the run, then fall.
+- `DecreaseIncreaseDecrease` (DID): fall, rise, fall.
+- `OscillatoryDecay` (OD): oscillate between a fixed floor (0.2·start by default, the
+  paper's H_min) and a ceiling that decays linearly from ``start`` to the floor.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "SCHEDULES",
+    "Constant",
+    "Cosine",
+    "DecreaseIncreaseDecrease",
+    "IncreaseThenDecrease",
+    "Linear",
+    "OscillatoryDecay",
+    "PiecewiseLinear",
+    "Schedule",
+    "Step",
+    "schedule_from_dict",
+]
+
+
+def _check_entropy(name: str, value: float) -> None:
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite entropy >= 0 nats, got {value!r}")
+
+
+def _check_steps(name: str, value: int) -> None:
+    if int(value) != value or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def _progress(step, total: int):
+    """step/total clipped to [0, 1]; works on ints and arrays."""
+    return np.clip(np.asarray(step, dtype=float) / total, 0.0, 1.0)
+
+
+def _out(x):
+    return float(x) if np.ndim(x) == 0 else x
+
+
+class Schedule(abc.ABC):
+    """Base class: subclasses implement ``_value(step_array) -> array``."""
+
+    kind: str = ""
+
+    def __call__(self, step):
+        return _out(self._value(np.asarray(step, dtype=float)))
+
+    @abc.abstractmethod
+    def _value(self, step: np.ndarray) -> np.ndarray:
+        """Target (nats) at each step of a float array."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict that `schedule_from_dict` turns back into this schedule."""
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Constant(Schedule):
+    value: float
+    kind = "constant"
+
+    def __post_init__(self):
+        _check_entropy("value", self.value)
+
+    def _value(self, step):
+        return np.full(step.shape, float(self.value))
+
+
+@dataclasses.dataclass(frozen=True)
+class Linear(Schedule):
+    """start → end linearly over ``steps``, then held at ``end``."""
+
+    start: float
+    end: float
+    steps: int
+    kind = "linear"
+
+    def __post_init__(self):
+        _check_entropy("start", self.start)
+        _check_entropy("end", self.end)
+        _check_steps("steps", self.steps)
+
+    def _value(self, step):
+        return self.start + (self.end - self.start) * _progress(step, self.steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cosine(Schedule):
+    """start → end along half a cosine over ``steps``, then held at ``end``."""
+
+    start: float
+    end: float
+    steps: int
+    kind = "cosine"
+
+    def __post_init__(self):
+        _check_entropy("start", self.start)
+        _check_entropy("end", self.end)
+        _check_steps("steps", self.steps)
+
+    def _value(self, step):
+        p = _progress(step, self.steps)
+        return self.end + (self.start - self.end) * 0.5 * (1.0 + np.cos(np.pi * p))
+
+
+@dataclasses.dataclass(frozen=True)
+class PiecewiseLinear(Schedule):
+    """Linear interpolation through ``points`` = ((step, value), ...), held at both ends."""
+
+    points: tuple[tuple[float, float], ...]
+    kind = "piecewise_linear"
+
+    def __post_init__(self):
+        pts = tuple((float(s), float(v)) for s, v in self.points)
+        if not pts:
+            raise ValueError("points must hold at least one (step, value) pair")
+        steps = [s for s, _ in pts]
+        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+            raise ValueError(f"points must have strictly increasing steps, got {steps}")
+        for _, v in pts:
+            _check_entropy("points value", v)
+        object.__setattr__(self, "points", pts)
+
+    def _value(self, step):
+        xs, ys = zip(*self.points, strict=True)
+        return np.interp(step, xs, ys)
+
+
+@dataclasses.dataclass(frozen=True)
+class Step(Schedule):
+    """Piecewise constant: ``values[i]`` from ``boundaries[i-1]`` (inclusive) on.
+
+    ``values`` has one more entry than ``boundaries``: Step((100,), (0.5, 0.1)) is 0.5 for
+    steps 0–99 and 0.1 from step 100.
+    """
+
+    boundaries: tuple[int, ...]
+    values: tuple[float, ...]
+    kind = "step"
+
+    def __post_init__(self):
+        b = tuple(int(x) for x in self.boundaries)
+        v = tuple(float(x) for x in self.values)
+        if len(v) != len(b) + 1:
+            raise ValueError(f"values must have len(boundaries) + 1 = {len(b) + 1} entries, got {len(v)}")
+        if any(y <= x for x, y in zip(b, b[1:], strict=False)):
+            raise ValueError(f"boundaries must be strictly increasing, got {b}")
+        for x in v:
+            _check_entropy("values entry", x)
+        object.__setattr__(self, "boundaries", b)
+        object.__setattr__(self, "values", v)
+
+    def _value(self, step):
+        idx = np.searchsorted(np.asarray(self.boundaries, dtype=float), step, side="right")
+        return np.asarray(self.values)[idx]
+
+
+@dataclasses.dataclass(frozen=True)
+class IncreaseThenDecrease(Schedule):
+    """start → peak (linearly, until ``peak_fraction``·total_steps) → end (at total_steps)."""
+
+    start: float
+    peak: float
+    end: float
+    total_steps: int
+    peak_fraction: float = 0.5
+    kind = "increase_then_decrease"
+
+    def __post_init__(self):
+        for name in ("start", "peak", "end"):
+            _check_entropy(name, getattr(self, name))
+        _check_steps("total_steps", self.total_steps)
+        if not 0 < self.peak_fraction < 1:
+            raise ValueError(f"peak_fraction must be in (0, 1), got {self.peak_fraction!r}")
+        if self.peak < max(self.start, self.end):
+            raise ValueError(f"peak must be >= start and end, got peak={self.peak}")
+
+    def _value(self, step):
+        t = self.total_steps
+        return np.interp(step, [0.0, self.peak_fraction * t, t], [self.start, self.peak, self.end])
+
+
+@dataclasses.dataclass(frozen=True)
+class DecreaseIncreaseDecrease(Schedule):
+    """start → trough (at fractions[0]) → peak (at fractions[1]) → end (at total_steps)."""
+
+    start: float
+    trough: float
+    peak: float
+    end: float
+    total_steps: int
+    fractions: tuple[float, float] = (1 / 3, 2 / 3)
+    kind = "decrease_increase_decrease"
+
+    def __post_init__(self):
+        for name in ("start", "trough", "peak", "end"):
+            _check_entropy(name, getattr(self, name))
+        _check_steps("total_steps", self.total_steps)
+        f = tuple(float(x) for x in self.fractions)
+        if len(f) != 2 or not 0 < f[0] < f[1] < 1:
+            raise ValueError(f"fractions must be (a, b) with 0 < a < b < 1, got {self.fractions!r}")
+        object.__setattr__(self, "fractions", f)
+        if not (self.trough <= min(self.start, self.peak) and self.peak >= self.end):
+            raise ValueError(
+                "need trough <= start, trough <= peak and peak >= end, got "
+                f"start={self.start}, trough={self.trough}, peak={self.peak}, end={self.end}"
+            )
+
+    def _value(self, step):
+        t = self.total_steps
+        a, b = self.fractions
+        return np.interp(step, [0.0, a * t, b * t, t], [self.start, self.trough, self.peak, self.end])
+
+
+@dataclasses.dataclass(frozen=True)
+class OscillatoryDecay(Schedule):
+    """Oscillate between a floor and a linearly decaying ceiling.
+
+    target(t) = floor + (ceiling(t) − floor)·(1 + cos(2πt/period))/2,
+    ceiling(t) = floor + (start − floor)·(1 − t/total_steps), floor = floor_ratio·start.
+    Starts at ``start``, ends at the floor.
+    """
+
+    start: float
+    total_steps: int
+    period: int
+    floor_ratio: float = 0.2
+    kind = "oscillatory_decay"
+
+    def __post_init__(self):
+        _check_entropy("start", self.start)
+        _check_steps("total_steps", self.total_steps)
+        _check_steps("period", self.period)
+        if not 0 <= self.floor_ratio < 1:
+            raise ValueError(f"floor_ratio must be in [0, 1), got {self.floor_ratio!r}")
+
+    def _value(self, step):
+        floor = self.floor_ratio * self.start
+        ceiling = floor + (self.start - floor) * (1.0 - _progress(step, self.total_steps))
+        return floor + (ceiling - floor) * 0.5 * (1.0 + np.cos(2.0 * np.pi * step / self.period))
+
+
+SCHEDULES: dict[str, type[Schedule]] = {
+    cls.kind: cls
+    for cls in (
+        Constant,
+        Linear,
+        Cosine,
+        PiecewiseLinear,
+        Step,
+        IncreaseThenDecrease,
+        DecreaseIncreaseDecrease,
+        OscillatoryDecay,
+    )
+}
+
+
+def schedule_from_dict(spec: dict[str, Any] | float | Sequence) -> Schedule:
+    """Build a schedule from ``{"kind": name, **fields}``; a bare number is `Constant`."""
+    if isinstance(spec, int | float):
+        return Constant(float(spec))
+    if not isinstance(spec, dict) or "kind" not in spec:
+        raise ValueError(f"a schedule must be a number or a table with a 'kind' key, got {spec!r}")
+    fields = dict(spec)
+    kind = fields.pop("kind")
+    if kind not in SCHEDULES:
+        raise ValueError(f"unknown schedule kind {kind!r}; choose from {sorted(SCHEDULES)}")
+    cls = SCHEDULES[kind]
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(fields) - names
+    if unknown:
+        raise ValueError(f"schedule {kind!r} has no field(s) {sorted(unknown)}; fields: {sorted(names)}")
+    for key in ("points",):
+        if key in fields:
+            fields[key] = tuple(tuple(p) for p in fields[key])
+    for key in ("boundaries", "values", "fractions"):
+        if key in fields:
+            fields[key] = tuple(fields[key])
+    try:
+        return cls(**fields)
+    except TypeError as exc:
+        raise ValueError(f"schedule {kind!r}: {exc}") from None

@@ -1,0 +1,84 @@
+"""Softmax-bandit problems: success probabilities and starting policies.
+
+A problem has S contexts (the analogue of prompts / token positions) with K arms each; arm
+a of context s succeeds with probability p[s, a] (binary, verifiable reward). Success is
+*stochastic*: even the best arm fails sometimes, so a confident arm also collects negative
+advantages and α < 0 has something to push on (with deterministic rewards a solved context
+gives zero GRPO advantages and no control at all).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import brentq
+
+__all__ = ["Bandit", "entropy_of_logits", "logits_with_entropy"]
+
+
+@dataclass(frozen=True)
+class Bandit:
+    """``success[s, a]`` ∈ [0, 1]: success probability of arm a in context s; shape (S, K)."""
+
+    success: np.ndarray
+
+    def __post_init__(self):
+        p = np.asarray(self.success, dtype=float)
+        if p.ndim != 2 or p.shape[1] < 2:
+            raise ValueError(f"success must have shape (contexts, arms >= 2), got {p.shape}")
+        if np.any((p < 0) | (p > 1)) or not np.all(np.isfinite(p)):
+            raise ValueError("success probabilities must lie in [0, 1]")
+        object.__setattr__(self, "success", p)
+
+    @property
+    def contexts(self) -> int:
+        return self.success.shape[0]
+
+    @property
+    def arms(self) -> int:
+        return self.success.shape[1]
+
+    @classmethod
+    def random(
+        cls,
+        contexts: int,
+        arms: int,
+        rng: np.random.Generator,
+        best: tuple[float, float] = (0.6, 0.8),
+        others: tuple[float, float] = (0.05, 0.5),
+    ) -> Bandit:
+        """One good arm per context with success in ``best``, the rest in ``others``."""
+        p = rng.uniform(*others, size=(contexts, arms))
+        good = rng.integers(arms, size=contexts)
+        p[np.arange(contexts), good] = rng.uniform(*best, size=contexts)
+        return cls(p)
+
+
+def entropy_of_logits(z: np.ndarray) -> np.ndarray:
+    """Shannon entropy (nats) of softmax(z) over the last axis."""
+    z = z - z.max(axis=-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    return -(np.exp(logp) * logp).sum(axis=-1)
+
+
+def logits_with_entropy(bandit: Bandit, entropy: float, rng: np.random.Generator) -> np.ndarray:
+    """Random logits of shape (S, K) whose mean per-context entropy is ``entropy`` nats.
+
+    Draws a direction z₀ ~ N(0, 1) per context and scales it by a common β found by root
+    finding (entropy falls monotonically in β). The best arm is not favoured: learning has to
+    find it.
+    """
+    hmax = np.log(bandit.arms)
+    if not 0 < entropy < hmax:
+        raise ValueError(f"entropy must be in (0, log K = {hmax:.4g}) nats, got {entropy!r}")
+    z0 = rng.standard_normal((bandit.contexts, bandit.arms))
+    # a clear winner per context keeps low entropies reachable by scaling
+    z0[np.arange(bandit.contexts), z0.argmax(axis=1)] += 1.0
+
+    def gap(log_beta: float) -> float:
+        return float(entropy_of_logits(np.exp(log_beta) * z0).mean()) - entropy
+
+    log_beta = brentq(gap, -20.0, 20.0, xtol=1e-14)
+    z = np.exp(log_beta) * z0
+    return z - np.log(np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)) - z.max(1, keepdims=True)

@@ -1,0 +1,391 @@
+"""Vectorised softmax-bandit plants trained by GRPO, with the EntroPIC actuator.
+
+State: log-probabilities z of shape (B, S, K) — B independent closed loops, S contexts,
+K arms. One `BanditPlant.step(α)` is one rollout followed by M = epochs × minibatches
+policy updates, all with the same α (one controller update per rollout, as in the trainer).
+
+Update rule (tabular softmax, gradient descent on the token-mean loss, step size η per
+context). A sample a with advantage A, importance ratio r = π(a)/π_old(a) and PPO clip
+mask c (c = 0 where the clipped objective is flat) moves the logits by::
+
+    Δz_b = η · r · A · (c + α·sign(A)·1[π(a) > τ]) · (1[b = a] − π_b)
+
+The α-part is the EntroPIC term (weights from `pic.actuator.entropic_weights`, so
+c + (w − 1)); like the official code it uses the unclipped ratio. On-policy (M = 1) r ≡ 1
+and c ≡ 1, so the weight is exactly w = 1 ± α.
+
+Two modes:
+
+- ``"sampled"``: G arms per context are drawn from π_old, rewards are Bernoulli(p), and
+  advantages are group-normalised (`pic.grpo.group_advantages`).
+- ``"exact"``: the expectation of the sampled update over arms, rewards and the other
+  G − 1 group members. With j ~ Binomial(G − 1, μ) successes among the others
+  (μ = Σ_b π_old,b p_b), the expected advantage of a success is P₁(μ) = E_j[A(1, j)] ≥ 0
+  and of a failure N₀(μ) = E_j[A(0, j)] ≤ 0, both Bernstein polynomials in μ whose
+  coefficients are `group_advantages` of the enumerated groups (zero-advantage groups
+  included). Using π_old·r = π the expected update is::
+
+      Δz_b = η π_b (m_b − Σ_a π_a m_a),
+      m_a  = p_a P₁ (c⁺_a + w⁺_a − 1) + (1 − p_a) N₀ (c⁻_a + w⁻_a − 1)
+
+  with w± = entropic_weights(π, ±1, α, τ) and the clip masks c± evaluated at r_a.
+
+Off-policy drift is not injected anywhere: it comes from the frozen advantages, the
+importance ratios and the clipping of the M > 1 updates.
+
+The math is written once for numpy and torch (`pic._array.namespace`); the torch backend
+can be compiled (``compile=True``) for gain sweeps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from pic._array import namespace
+from pic.actuator import NORMALIZATIONS, entropic_weights
+from pic.grpo import group_advantages
+
+from .bandit import Bandit
+
+__all__ = ["BanditPlant", "BernsteinMoments", "PlantConfig", "TabulatedMoments", "advantage_table", "bernstein"]
+
+MODES = ("exact", "sampled")
+
+
+@dataclass(frozen=True)
+class PlantConfig:
+    """Learning dynamics of the bandit plant."""
+
+    group_size: int = 16
+    """G: samples per context per rollout (the GRPO group)."""
+    lr: float = 0.5
+    """η: logit step size per policy update, per context."""
+    mode: str = "exact"
+    """'exact' (expected update, deterministic) or 'sampled' (Monte Carlo rollouts)."""
+    epochs: int = 1
+    """PPO epochs over each rollout. epochs = minibatches = 1 is on-policy (ratio ≡ 1)."""
+    minibatches: int = 1
+    """Mini-batches per epoch; in sampled mode each takes G/minibatches samples per context."""
+    eps_low: float = 0.2
+    """PPO clip: a negative-advantage sample stops pushing once r < 1 − eps_low."""
+    eps_high: float = 0.2
+    """PPO clip: a positive-advantage sample stops pushing once r > 1 + eps_high."""
+    dual_clip: float | None = 3.0
+    """Dual clip c of verl: a negative-advantage sample stops once r > c (None disables)."""
+    tau: float = 0.95
+    """EntroPIC threshold: the actuator acts on arms with current π > tau."""
+    normalization: str = "all_tokens"
+    """EntroPIC term normalisation: 'all_tokens' (weights 1 ± α) or 'high_prob_tokens' (official)."""
+    scale_by_std: bool = True
+    """GRPO (True) or Dr.GRPO (False) advantages."""
+    adv_eps: float = 1e-6
+    """ε in A = (r − mean)/(std + ε)."""
+
+    def __post_init__(self):
+        def bad(field: str, rule: str) -> None:
+            raise ValueError(f"PlantConfig.{field} must be {rule}, got {getattr(self, field)!r}")
+
+        if not (isinstance(self.group_size, int) and self.group_size >= 2):
+            bad("group_size", "an integer >= 2")
+        if not self.lr > 0:
+            bad("lr", "> 0")
+        if self.mode not in MODES:
+            bad("mode", f"one of {MODES}")
+        if not (isinstance(self.epochs, int) and self.epochs >= 1):
+            bad("epochs", "an integer >= 1")
+        if not (isinstance(self.minibatches, int) and self.minibatches >= 1):
+            bad("minibatches", "an integer >= 1")
+        if self.mode == "sampled" and self.group_size % self.minibatches:
+            bad("minibatches", f"a divisor of group_size={self.group_size} in sampled mode")
+        if not 0 <= self.eps_low < 1:
+            bad("eps_low", "in [0, 1)")
+        if not self.eps_high >= 0:
+            bad("eps_high", ">= 0")
+        if self.dual_clip is not None and not self.dual_clip > 1:
+            bad("dual_clip", "> 1 or None")
+        if not 0 < self.tau < 1:
+            bad("tau", "in (0, 1)")
+        if self.normalization not in NORMALIZATIONS:
+            bad("normalization", f"one of {NORMALIZATIONS}")
+        if not self.adv_eps >= 0:
+            bad("adv_eps", ">= 0")
+
+    @property
+    def updates_per_rollout(self) -> int:
+        return self.epochs * self.minibatches
+
+    @property
+    def on_policy(self) -> bool:
+        return self.updates_per_rollout == 1
+
+
+def advantage_table(group_size: int, *, eps: float = 1e-6, scale_by_std: bool = True) -> np.ndarray:
+    """A(r, j) for r ∈ {0, 1} and j = 0..G−1 successes among the other members; shape (2, G).
+
+    Computed by `pic.grpo.group_advantages` on the enumerated groups, so the exact mode
+    uses the very convention of the sampled mode and the trainer.
+    """
+    g = group_size
+    groups = np.zeros((2, g, g))
+    for r in (0, 1):
+        for j in range(g):
+            groups[r, j, 0] = r
+            groups[r, j, 1 : 1 + j] = 1.0
+    return group_advantages(groups, eps=eps, scale_by_std=scale_by_std)[..., 0]
+
+
+def bernstein(coeffs, t):
+    """Σ_j coeffs[j]·C(n, j)·tʲ(1 − t)ⁿ⁻ʲ by de Casteljau's algorithm (stable, no powers).
+
+    ``coeffs`` is a sequence of floats (length n + 1); ``t`` an array (numpy or torch).
+    """
+    u = 1.0 - t
+    b = [float(c) + 0.0 * t for c in coeffs]
+    for r in range(len(coeffs) - 1, 0, -1):
+        b = [b[i] * u + b[i + 1] * t for i in range(r)]
+    return b[0]
+
+
+class BernsteinMoments:
+    """(P₁(μ), N₀(μ)) evaluated exactly by de Casteljau (the numpy reference path)."""
+
+    def __init__(self, table: np.ndarray) -> None:
+        self.neg, self.pos = tuple(float(x) for x in table[0]), tuple(float(x) for x in table[1])
+
+    def __call__(self, mu):
+        return bernstein(self.pos, mu), bernstein(self.neg, mu)
+
+
+class TabulatedMoments:
+    """(P₁(μ), N₀(μ)) by linear interpolation in a float64-built table (the torch path).
+
+    A short graph keeps `torch.compile` fast; with 2¹⁶ + 1 nodes the interpolation error
+    (≤ h²/8·max|P''| ≈ 1e-8 relative) is below float32 rounding.
+    """
+
+    def __init__(self, table: np.ndarray, torch, dtype, size: int = 2**16 + 1) -> None:
+        grid = np.linspace(0.0, 1.0, size)
+        exact = BernsteinMoments(table)
+        vals = np.stack(exact(grid))  # (2, size)
+        self.lut = torch.tensor(vals, dtype=dtype)
+        self.size = size
+
+    def __call__(self, mu):
+        x = mu * (self.size - 1)
+        i = x.floor().clamp(0, self.size - 2)
+        f = x - i
+        i = i.long()
+        lo_p, hi_p = self.lut[0][i], self.lut[0][i + 1]
+        lo_n, hi_n = self.lut[1][i], self.lut[1][i + 1]
+        return lo_p + f * (hi_p - lo_p), lo_n + f * (hi_n - lo_n)
+
+
+def _clip_masks(ratio, cfg: PlantConfig):
+    """(c⁺, c⁻): 1.0 where the PPO objective of a positive / negative sample is not flat."""
+    c_pos = (ratio <= 1.0 + cfg.eps_high) * 1.0
+    c_neg = ratio >= 1.0 - cfg.eps_low
+    if cfg.dual_clip is not None:
+        c_neg = c_neg & (ratio <= cfg.dual_clip)
+    return c_pos, c_neg * 1.0
+
+
+def _normalise(z, xp):
+    """z − logsumexp(z) over arms; returns (log π, π)."""
+    e = xp.exp(z)
+    s = e.sum(axis=-1, keepdims=True)
+    return z - xp.log(s), e / s
+
+
+def _actuator_gain(alpha, pi_old, high_ref, cfg: PlantConfig):
+    """α, or α·N/N_h for the official normalisation (expected share of confident samples)."""
+    if cfg.normalization == "all_tokens":
+        return alpha
+    share = (pi_old * high_ref).sum(axis=-1, keepdims=True).mean(axis=-2, keepdims=True)
+    return alpha / (share + (share == 0))
+
+
+def exact_rollout(z, pi, alpha, p, moments, cfg: PlantConfig):
+    """One rollout + M expected updates; returns (z', π', H').
+
+    z, pi: (B, S, K) log-probs and probs (π = exp z, carried to save an exp per step);
+    alpha: (B, 1, 1); ``moments(μ) -> (P₁, N₀)``; H': (B,) mean entropy of the new policy.
+    """
+    xp = namespace(z)
+    pi_old = pi
+    z_old = z
+    mu = (pi_old * p).sum(axis=-1, keepdims=True)  # (B, S, 1)
+    p1, n0 = moments(mu)
+    pos = p * p1  # p_a·P₁ ≥ 0
+    neg = (1.0 - p) * n0  # (1 − p_a)·N₀ ≤ 0
+    for _ in range(cfg.updates_per_rollout):
+        gain = _actuator_gain(alpha, pi_old, (pi > cfg.tau) * 1.0, cfg)
+        w_pos = entropic_weights(pi, 1.0, gain, cfg.tau)  # 1 + α·1[π > τ]
+        w_neg = 2.0 - w_pos  # = entropic_weights(pi, -1.0, gain, tau) = 1 − α·1[π > τ]
+        if cfg.on_policy:
+            m = pos * w_pos + neg * w_neg  # ratio ≡ 1, nothing clipped
+        else:
+            c_pos, c_neg = _clip_masks(xp.exp(z - z_old), cfg)
+            m = pos * (c_pos + w_pos - 1.0) + neg * (c_neg + w_neg - 1.0)
+        m_bar = (pi * m).sum(axis=-1, keepdims=True)
+        z, pi = _normalise(z + cfg.lr * pi * (m - m_bar), xp)
+    return z, pi, -(pi * z).sum(axis=-1).mean(axis=-1)
+
+
+def sampled_rollout(z, pi, alpha, p, cfg: PlantConfig, rng: np.random.Generator):
+    """One Monte-Carlo rollout + M sampled updates (numpy); same arguments as `exact_rollout`."""
+    b, s, k = z.shape
+    g = cfg.group_size
+    pi_old = pi
+    # G arms per context by inverse-CDF sampling, then Bernoulli rewards
+    cdf = np.cumsum(pi_old, axis=-1)
+    u = rng.random((b, s, g)) * cdf[..., -1:]
+    arms = np.minimum((u[..., None] > cdf[:, :, None, :]).sum(-1), k - 1)  # (B, S, G)
+    p_arm = np.take_along_axis(np.broadcast_to(p, z.shape), arms, axis=-1)
+    rewards = (rng.random((b, s, g)) < p_arm) * 1.0
+    adv = group_advantages(rewards, eps=cfg.adv_eps, scale_by_std=cfg.scale_by_std)
+    logp_old = np.take_along_axis(z, arms, axis=-1)
+    onehot = arms[..., None] == np.arange(k)  # (B, S, G, K)
+    per_mb = g // cfg.minibatches
+    for _ in range(cfg.epochs):
+        order = rng.permutation(g)
+        for mb in range(cfg.minibatches):
+            idx = order[mb * per_mb : (mb + 1) * per_mb]
+            logp = np.take_along_axis(z, arms[..., idx], axis=-1)
+            prob = np.exp(logp)
+            ratio = np.exp(logp - logp_old[..., idx])
+            a = adv[..., idx]
+            c_pos, c_neg = _clip_masks(ratio, cfg)
+            clip = np.where(a > 0, c_pos, c_neg)
+            if cfg.normalization == "all_tokens":
+                gain = alpha
+            else:  # official: adjustment averaged over the confident samples of the mini-batch
+                n_high = (prob > cfg.tau).sum(axis=(-2, -1), keepdims=True)
+                gain = alpha * (s * per_mb) / np.maximum(n_high, 1)
+            w = entropic_weights(prob, a, gain, cfg.tau)
+            f = ratio * a * (clip + w - 1.0)  # (B, S, n)
+            push = (onehot[..., idx, :] * f[..., None]).sum(-2) - pi * f.sum(-1, keepdims=True)
+            z, pi = _normalise(z + cfg.lr * push / per_mb, np)
+    return z, pi, -(pi * z).sum(axis=-1).mean(axis=-1)
+
+
+class BanditPlant:
+    """B closed-loop softmax bandits; implements the `pic.plant.Plant` protocol.
+
+    Parameters
+    ----------
+    bandit : the problem (S contexts × K arms).
+    logits : initial logits, shape (S, K) (shared by all loops) or (B, S, K).
+    loops : B, the number of independent loops (ignored if ``logits`` is 3-D).
+    config : `PlantConfig`.
+    rng : numpy Generator for sampled mode (required there).
+    backend : "numpy" (float64) or "torch" (exact mode only; float32 by default).
+    compile : compile the torch step with ``torch.compile`` (sweeps; first call compiles).
+    """
+
+    def __init__(
+        self,
+        bandit: Bandit,
+        logits: np.ndarray,
+        *,
+        loops: int = 1,
+        config: PlantConfig | None = None,
+        rng: np.random.Generator | None = None,
+        backend: str = "numpy",
+        dtype: Any = None,
+        compile: bool = False,
+    ) -> None:
+        self.bandit = bandit
+        self.config = config or PlantConfig()
+        if self.config.mode == "sampled" and rng is None:
+            raise ValueError("rng (a numpy Generator) is required in sampled mode")
+        if backend not in ("numpy", "torch"):
+            raise ValueError(f"backend must be 'numpy' or 'torch', got {backend!r}")
+        if backend == "torch" and self.config.mode != "exact":
+            raise ValueError("the torch backend runs exact mode only; use backend='numpy' for sampled")
+        z = np.asarray(logits, dtype=float)
+        if z.shape[-2:] != bandit.success.shape:
+            raise ValueError(f"logits must end in shape {bandit.success.shape}, got {z.shape}")
+        if z.ndim == 2:
+            z = np.broadcast_to(z, (loops, *z.shape))
+        z = z - z.max(-1, keepdims=True)
+        z = z - np.log(np.exp(z).sum(-1, keepdims=True))
+        self.rng = rng
+        self.backend = backend
+        table = advantage_table(self.config.group_size, eps=self.config.adv_eps, scale_by_std=self.config.scale_by_std)
+        if backend == "numpy":
+            self._z = np.array(z, dtype=dtype or np.float64)
+            self._pi = np.exp(self._z)
+            self._p = bandit.success
+            self._moments = BernsteinMoments(table)
+            self._step = exact_rollout
+        else:
+            import torch
+
+            self._torch = torch
+            dtype = dtype or torch.float32
+            self._z = torch.tensor(z, dtype=dtype)
+            self._pi = self._z.exp()
+            self._p = torch.tensor(bandit.success, dtype=dtype)
+            self._moments = TabulatedMoments(table, torch, dtype)
+            self._step = torch.compile(exact_rollout, dynamic=False) if compile else exact_rollout
+        self._h = self._entropy_of_state()
+
+    # -------------------------------------------------------------- protocol
+    @property
+    def loops(self) -> int:
+        return self._z.shape[0]
+
+    def logits(self) -> np.ndarray:
+        """Current log-probabilities, float64 numpy copy, shape (B, S, K)."""
+        z = self._z if self.backend == "numpy" else self._z.double().numpy()
+        return np.array(z, dtype=float)
+
+    def probs(self) -> np.ndarray:
+        return np.exp(self.logits())
+
+    def _entropy_of_state(self) -> np.ndarray:
+        z = self.logits()
+        return -(np.exp(z) * z).sum(-1).mean(-1)
+
+    def entropy(self) -> np.ndarray:
+        """Mean over contexts of the per-context entropy, shape (B,) (nats)."""
+        return self._h.copy()
+
+    def expected_reward(self) -> np.ndarray:
+        """Σ_a π_a p_a averaged over contexts, shape (B,)."""
+        return (self.probs() * self.bandit.success).sum(-1).mean(-1)
+
+    def step(self, alpha) -> None:
+        """One rollout and M updates with EntroPIC coefficient α (scalar or shape (B,))."""
+        a = np.array(np.broadcast_to(np.asarray(alpha, dtype=float), (self.loops,))).reshape(-1, 1, 1)
+        cfg = self.config
+        if cfg.mode == "sampled":
+            self._z, self._pi, h = sampled_rollout(self._z, self._pi, a, self._p, cfg, self.rng)
+        elif self.backend == "numpy":
+            self._z, self._pi, h = self._step(self._z, self._pi, a, self._p, self._moments, cfg)
+        else:
+            with self._torch.inference_mode():
+                at = self._torch.as_tensor(a, dtype=self._z.dtype)
+                self._z, self._pi, h = self._step(self._z, self._pi, at, self._p, self._moments, cfg)
+            h = h.double().numpy()
+        self._h = np.asarray(h, dtype=float)
+
+    # ------------------------------------------------------------ utilities
+    def set_logits(self, z: np.ndarray) -> None:
+        """Replace the state (shape (B, S, K) log-probabilities)."""
+        z = np.asarray(z, dtype=float)
+        self._z = z.copy() if self.backend == "numpy" else self._torch.tensor(z, dtype=self._z.dtype)
+        self._pi = np.exp(self._z) if self.backend == "numpy" else self._z.exp()
+        self._h = self._entropy_of_state()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "contexts": self.bandit.contexts,
+            "arms": self.bandit.arms,
+            "loops": self.loops,
+            "backend": self.backend,
+            **asdict(self.config),
+        }
