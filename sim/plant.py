@@ -50,7 +50,17 @@ from pic.grpo import group_advantages
 
 from .bandit import Bandit
 
-__all__ = ["BanditPlant", "BernsteinMoments", "PlantConfig", "TabulatedMoments", "advantage_table", "bernstein"]
+__all__ = [
+    "BanditPlant",
+    "BernsteinMoments",
+    "PlantConfig",
+    "TabulatedMoments",
+    "advantage_table",
+    "bernstein",
+    "exact_rollout",
+    "expected_logit_step",
+    "sampled_rollout",
+]
 
 MODES = ("exact", "sampled")
 
@@ -214,24 +224,34 @@ def exact_rollout(z, pi, alpha, p, moments, cfg: PlantConfig):
     alpha: (B, 1, 1); ``moments(μ) -> (P₁, N₀)``; H': (B,) mean entropy of the new policy.
     """
     xp = namespace(z)
-    pi_old = pi
-    z_old = z
-    mu = (pi_old * p).sum(axis=-1, keepdims=True)  # (B, S, 1)
+    mu = (pi * p).sum(axis=-1, keepdims=True)  # (B, S, 1)
     p1, n0 = moments(mu)
     pos = p * p1  # p_a·P₁ ≥ 0
     neg = (1.0 - p) * n0  # (1 − p_a)·N₀ ≤ 0
+    z_old, pi_old = z, pi
     for _ in range(cfg.updates_per_rollout):
-        gain = _actuator_gain(alpha, pi_old, (pi > cfg.tau) * 1.0, cfg)
-        w_pos = entropic_weights(pi, 1.0, gain, cfg.tau)  # 1 + α·1[π > τ]
-        w_neg = 2.0 - w_pos  # = entropic_weights(pi, -1.0, gain, tau) = 1 − α·1[π > τ]
-        if cfg.on_policy:
-            m = pos * w_pos + neg * w_neg  # ratio ≡ 1, nothing clipped
-        else:
-            c_pos, c_neg = _clip_masks(xp.exp(z - z_old), cfg)
-            m = pos * (c_pos + w_pos - 1.0) + neg * (c_neg + w_neg - 1.0)
-        m_bar = (pi * m).sum(axis=-1, keepdims=True)
-        z, pi = _normalise(z + cfg.lr * pi * (m - m_bar), xp)
+        dz = expected_logit_step(pi, z - z_old, pi_old, pos, neg, alpha, cfg)
+        z, pi = _normalise(z + dz, xp)
     return z, pi, -(pi * z).sum(axis=-1).mean(axis=-1)
+
+
+def expected_logit_step(pi, log_ratio, pi_old, pos, neg, alpha, cfg: PlantConfig):
+    """E[Δz] of one policy update, before renormalisation; shape (B, S, K).
+
+    ``pi``: current policy; ``log_ratio`` = log π − log π_old per arm; ``pos`` = p·P₁ and
+    ``neg`` = (1 − p)·N₀ (expected advantage mass of successes and failures of each arm,
+    frozen at the rollout); ``alpha``: (B, 1, 1).
+    """
+    gain = _actuator_gain(alpha, pi_old, (pi > cfg.tau) * 1.0, cfg)
+    w_pos = entropic_weights(pi, 1.0, gain, cfg.tau)  # 1 + α·1[π > τ]
+    w_neg = 2.0 - w_pos  # = entropic_weights(pi, -1.0, gain, tau) = 1 − α·1[π > τ]
+    if cfg.on_policy:
+        m = pos * w_pos + neg * w_neg  # ratio ≡ 1, nothing clipped
+    else:
+        c_pos, c_neg = _clip_masks(namespace(pi).exp(log_ratio), cfg)
+        m = pos * (c_pos + w_pos - 1.0) + neg * (c_neg + w_neg - 1.0)
+    m_bar = (pi * m).sum(axis=-1, keepdims=True)
+    return cfg.lr * pi * (m - m_bar)
 
 
 def sampled_rollout(z, pi, alpha, p, cfg: PlantConfig, rng: np.random.Generator):

@@ -92,20 +92,25 @@ def find_operating_point(
     ``retune_every`` steps, or ``max_hold`` steps.
     Raises ValueError if the target is not reached or cannot be held (|α*| ≥ 1).
     """
+    h_max = float(np.log(bandit.arms))
+    if not 0 < target < h_max:
+        raise ValueError(f"target must be in (0, log K = {h_max:.4g}) nats, got {target!r}")
     exact = dataclasses.replace(config, mode="exact")
     plant = BanditPlant(bandit, logits, config=exact)
     h = plant.entropy()[0]
-    direction = 0.0 if h > target else -1.0
-    steps = 0
-    while (h - target) * (1 if direction == 0.0 else -1) > 0:
-        if steps >= approach_steps:
+    upward = h < target  # push entropy up with α = −1, else let GRPO bring it down
+    steps, best, since_best = 0, h, 0
+    while (h < target) if upward else (h > target):
+        if steps >= approach_steps or since_best > 200:
             raise ValueError(
-                f"target {target} not reached in {approach_steps} steps (entropy {h:.4g} nats): "
+                f"target {target} not reached (entropy {h:.4g} nats after {steps} steps): "
                 "it is outside what this plant reaches"
             )
-        plant.step(direction)
+        plant.step(-1.0 if upward else 0.0)
         h = plant.entropy()[0]
         steps += 1
+        improved = h > best if upward else h < best
+        best, since_best = (h, 0) if improved else (best, since_best + 1)
     alpha, ks, held = 0.0, [], 0
     while True:
         k, _ = _identify(bandit, plant.logits()[0], exact, alpha)

@@ -1,0 +1,266 @@
+"""Check runner: verdicts, results, a time-bounded executor and the check registry.
+
+A *check* is a zero-argument callable returning a `CheckResult` or a ``(Verdict, detail)``
+pair. `run_check` executes it under a wall-clock limit and maps the outcome to a verdict:
+
+- the check's own verdict when it returns normally;
+- ``FAIL`` when it raises ``AssertionError`` or any other ``Exception`` (a crash in a
+  comparison is a failed comparison, not an open question);
+- ``UNDECIDED`` when it raises `Undecided` or runs past its time limit.
+
+Time limits: in the main thread a ``SIGALRM`` interval timer raises `CheckTimeout` inside
+the check (it derives from ``BaseException`` so that broad ``except Exception`` blocks in
+sympy cannot swallow it). Elsewhere — or where ``signal.setitimer`` does not exist — the
+check runs in a daemon thread that is abandoned (not killed) when the limit passes.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from enum import Enum
+from typing import Any, Union
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "Check",
+    "CheckFn",
+    "CheckResult",
+    "CheckTimeout",
+    "Evidence",
+    "Undecided",
+    "Verdict",
+    "combine",
+    "register_check",
+    "registered_checks",
+    "run_check",
+    "run_checks",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 10.0
+"""Seconds a single check may run before it is reported UNDECIDED."""
+
+
+class Verdict(str, Enum):
+    """Outcome of one check."""
+
+    PASS = "PASS"
+    FAIL = "FAIL"
+    UNDECIDED = "UNDECIDED"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def combine(verdicts: Iterable[Verdict]) -> Verdict:
+    """FAIL if any is FAIL, else UNDECIDED if any is UNDECIDED, else PASS (PASS when empty)."""
+    vs = list(verdicts)
+    if Verdict.FAIL in vs:
+        return Verdict.FAIL
+    if Verdict.UNDECIDED in vs:
+        return Verdict.UNDECIDED
+    return Verdict.PASS
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One row of the report."""
+
+    name: str
+    verdict: Verdict
+    seconds: float
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["verdict"] = self.verdict.value
+        return d
+
+
+Outcome = Union[CheckResult, tuple[Verdict, str]]
+CheckFn = Callable[[], Outcome]
+
+
+class CheckTimeout(BaseException):
+    """Raised inside a check by the interval timer when its time limit passes."""
+
+
+class Undecided(Exception):
+    """Raised by a check that can neither prove nor refute its claim (e.g. sympy gave up)."""
+
+
+class Evidence:
+    """Accumulates the sub-claims of one check and folds them into ``(verdict, detail)``.
+
+    ``detail`` is the summary when everything passed, otherwise the labels (and notes) of
+    the sub-claims that failed or stayed undecided.
+    """
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, Verdict, str]] = []
+
+    def add(self, label: str, verdict: Verdict, note: str = "") -> Verdict:
+        self.items.append((label, verdict, note))
+        if verdict is not Verdict.PASS:
+            log.info("%s: %s %s", label, verdict.value, note)
+        return verdict
+
+    def require(self, label: str, ok: bool, note: str = "") -> bool:
+        """Record a decidable claim: PASS if ``ok`` else FAIL."""
+        self.add(label, Verdict.PASS if bool(ok) else Verdict.FAIL, note)
+        return bool(ok)
+
+    @property
+    def verdict(self) -> Verdict:
+        return combine(v for _, v, _ in self.items)
+
+    def result(self, summary: str) -> tuple[Verdict, str]:
+        verdict = self.verdict
+        if verdict is Verdict.PASS:
+            return verdict, summary
+        bad = [f"{label}: {v.value}" + (f" ({note})" if note else "") for label, v, note in self.items
+               if v is not Verdict.PASS]
+        return verdict, "; ".join(bad)
+
+
+def _normalise(name: str, outcome: Any, seconds: float) -> CheckResult:
+    if isinstance(outcome, CheckResult):
+        return CheckResult(name or outcome.name, outcome.verdict, seconds, outcome.detail)
+    if (isinstance(outcome, tuple) and len(outcome) == 2 and isinstance(outcome[0], Verdict)):
+        return CheckResult(name, outcome[0], seconds, str(outcome[1]))
+    return CheckResult(name, Verdict.FAIL, seconds, f"check returned {type(outcome).__name__}, not a verdict")
+
+
+def _from_exception(name: str, exc: BaseException, seconds: float, timeout: float) -> CheckResult:
+    if isinstance(exc, CheckTimeout):
+        return CheckResult(name, Verdict.UNDECIDED, seconds, f"timed out after {timeout:g} s")
+    if isinstance(exc, Undecided):
+        return CheckResult(name, Verdict.UNDECIDED, seconds, str(exc) or "undecided")
+    if isinstance(exc, AssertionError):
+        return CheckResult(name, Verdict.FAIL, seconds, f"assertion failed: {exc}")
+    return CheckResult(name, Verdict.FAIL, seconds, f"error: {type(exc).__name__}: {exc}")
+
+
+def _can_use_alarm() -> bool:
+    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+
+
+def _run_with_alarm(fn: CheckFn, timeout: float) -> Any:
+    def _raise(signum, frame):
+        raise CheckTimeout()
+
+    previous = signal.signal(signal.SIGALRM, _raise)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+        try:
+            return fn()
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0.0)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _run_in_thread(fn: CheckFn, timeout: float) -> Any:
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed back to the caller
+            box["error"] = exc
+
+    worker = threading.Thread(target=target, name="proofs-check", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise CheckTimeout()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def run_check(fn: CheckFn, timeout: float | None = DEFAULT_TIMEOUT, name: str = "") -> CheckResult:
+    """Run one check under a wall-clock limit of ``timeout`` seconds (None: no limit).
+
+    Never raises for the check's own errors and never hangs past the limit (in thread mode
+    an overrunning check keeps running in its abandoned daemon thread).
+    """
+    if not name:
+        name = getattr(fn, "check_name", "") or getattr(fn, "__name__", "check")
+    start = time.perf_counter()
+    try:
+        if timeout is None:
+            outcome = fn()
+        elif timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds or None, got {timeout!r}")
+        elif _can_use_alarm():
+            outcome = _run_with_alarm(fn, timeout)
+        else:
+            outcome = _run_in_thread(fn, timeout)
+    except (CheckTimeout, Exception) as exc:
+        result = _from_exception(name, exc, time.perf_counter() - start, timeout or 0.0)
+    else:
+        result = _normalise(name, outcome, time.perf_counter() - start)
+    log.debug("%s: %s in %.3f s", result.name, result.verdict.value, result.seconds)
+    return result
+
+
+@dataclass(frozen=True)
+class Check:
+    """A registered check: its report name, function and optional own time limit."""
+
+    name: str
+    fn: CheckFn
+    timeout: float | None = None
+
+    def run(self, timeout: float | None = DEFAULT_TIMEOUT) -> CheckResult:
+        limit = timeout if self.timeout is None or timeout is None else min(timeout, self.timeout)
+        return run_check(self.fn, limit, self.name)
+
+
+_REGISTRY: dict[str, Check] = {}
+
+
+def _identity(fn: Callable) -> tuple[str, str]:
+    return getattr(fn, "__module__", ""), getattr(fn, "__qualname__", repr(fn))
+
+
+def register_check(name: str, *, timeout: float | None = None) -> Callable[[CheckFn], CheckFn]:
+    """Decorator adding a check to the registry under ``name`` (unique).
+
+    Re-registering the *same* function (same module and qualified name, e.g. after a module
+    reload) replaces the entry; a different function claiming a taken name is an error.
+    The function is returned unchanged, with ``check_name`` set.
+    """
+    if not name or not name.strip():
+        raise ValueError("a check needs a non-empty name")
+
+    def decorator(fn: CheckFn) -> CheckFn:
+        old = _REGISTRY.get(name)
+        if old is not None and _identity(old.fn) != _identity(fn):
+            raise ValueError(f"duplicate check name {name!r} ({_identity(old.fn)} vs {_identity(fn)})")
+        _REGISTRY[name] = Check(name, fn, timeout)
+        fn.check_name = name  # type: ignore[attr-defined]
+        return fn
+
+    return decorator
+
+
+def registered_checks(only: str | None = None) -> list[Check]:
+    """Registered checks in registration order; ``only`` keeps names containing it (case-insensitive)."""
+    checks = list(_REGISTRY.values())
+    if only:
+        needle = only.casefold()
+        checks = [c for c in checks if needle in c.name.casefold()]
+    return checks
+
+
+def run_checks(only: str | None = None, timeout: float | None = DEFAULT_TIMEOUT) -> list[CheckResult]:
+    """Run the registered checks (filtered by ``only``), each under ``timeout`` seconds."""
+    return [check.run(timeout) for check in registered_checks(only)]

@@ -1,0 +1,244 @@
+"""``python -m sim``: gain sweeps, controller comparisons and the linear-plant demo.
+
+Subcommands (each writes PNG figures plus JSON/CSV results to ``--out``):
+
+- ``stability``: 64×64 (K_p, K_i) sweep per plant (on- and off-policy) from a
+  quasi-stationary operating point; prints the percentage of cells where the simulation
+  and the linear (Jury) prediction agree.
+- ``compare``: GRPO vs P vs PI on both plants, the reachable band k(H)·α_max ≥ |b(H)|,
+  and a windup experiment with a target outside the band.
+- ``linear``: P and PI on the linear plant e' = e + b − k·α (the smallest demo).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pic import LinearPlant, PIController, run_loop
+from pic.stability import steady_state_error
+
+from .bandit import standard_problem
+from .plant import PlantConfig
+
+PLANTS = {"on": "on-policy (1 update per rollout)", "off": "off-policy ({epochs} PPO epochs per rollout)"}
+
+
+def _plant_config(args, plant: str) -> PlantConfig:
+    epochs = 1 if plant == "on" else args.off_epochs
+    return PlantConfig(lr=args.lr, epochs=epochs, group_size=args.group_size, tau=args.tau)
+
+
+def _plant_title(args, plant: str) -> str:
+    return PLANTS[plant].format(epochs=args.off_epochs)
+
+
+def _backend(name: str) -> str:
+    if name != "auto":
+        return name
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return "numpy"
+    return "torch"
+
+
+def _write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data, indent=2, default=float) + "\n")
+
+
+def cmd_stability(args) -> int:
+    from ._perf import keep_freed_memory
+    from .figures import plot_sweep
+    from .sweep import find_operating_point, sweep_gains
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    backend = _backend(args.backend)
+    if backend == "torch":
+        keep_freed_memory()
+    bandit, z0 = standard_problem(args.seed, contexts=args.contexts, arms=args.arms)
+    kp_norm = np.linspace(0.0, args.kp_max, args.grid)
+    ki_norm = np.linspace(0.0, args.ki_max, args.grid)
+    summary = {}
+    for plant in args.plant:
+        cfg = _plant_config(args, plant)
+        t0 = time.perf_counter()
+        op = find_operating_point(bandit, cfg, z0, args.target, min_hold=args.hold, max_hold=max(args.hold, args.max_hold))
+        t_op = time.perf_counter() - t0
+        res = sweep_gains(
+            bandit, cfg, op, kp_norm, ki_norm, steps=args.steps, backend=backend, compile=not args.no_compile
+        )
+        plot_sweep(res, out / f"stability_{plant}.png", title=_plant_title(args, plant))
+        info = res.summary() | {"operating_point_seconds": t_op, "backend": backend, "plant": plant}
+        summary[plant] = info
+        _write_json(out / f"stability_{plant}.json", info)
+        with open(out / f"stability_{plant}.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["kp_norm", "ki_norm", "kp", "ki", "jury_stable", "converged_sim", "converged_pred",
+                        "final_error_sim", "final_error_pred", "settling_sim", "settling_pred", "overshoot_sim"])
+            for i, kin in enumerate(ki_norm):
+                for j, kpn in enumerate(kp_norm):
+                    w.writerow([kpn, kin, kpn / op.k, kin / op.k, bool(res.jury_stable[i, j]),
+                                bool(res.sim["converged"][i, j]), bool(res.pred["converged"][i, j]),
+                                res.sim["final"][i, j], res.pred["final"][i, j],
+                                res.sim["settling"][i, j], res.pred["settling"][i, j], res.sim["overshoot"][i, j]])
+        print(
+            f"{plant:>3}-policy: {100 * res.agreement:.2f} % of {res.sim['converged'].size} cells agree "
+            f"(simulation vs linear prediction); k = {op.k:.4g}, b = {op.b:.3g}, alpha* = {op.alpha:+.3f}; "
+            f"sweep {res.seconds:.1f} s ({backend}), operating point {t_op:.1f} s"
+        )
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .compare import compare_controllers, reachable_band, start_at, windup_experiment
+    from .figures import plot_band, plot_compare, plot_windup
+    from .identify import local_linearisation
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    bandit, z0 = standard_problem(args.seed, contexts=args.contexts, arms=args.arms)
+    runs_by_plant, bands, maps, results = {}, {}, {}, {}
+    for plant in args.plant:
+        cfg = _plant_config(args, plant)
+        title = _plant_title(args, plant)
+        pm = reachable_band(bandit, cfg, z0, steps=args.band_steps // cfg.updates_per_rollout, every=5)
+        band = pm.band()
+        maps[title], bands[title] = pm, band
+        k_ref = float(local_linearisation(bandit, start_at(bandit, cfg, z0, args.target), cfg)[0][0])
+        runs = compare_controllers(
+            bandit, cfg, z0, args.target, k_ref, steps=args.steps, kp_norm=args.kp_norm, ki_norm=args.ki_norm
+        )
+        runs_by_plant[title] = runs
+        inside = band is not None and band[0] <= args.target <= band[1]
+        high = (band[1] if band else args.target) + args.outside_margin
+        windup = windup_experiment(
+            bandit, cfg, z0, high_target=high, low_target=args.target, switch_step=args.steps // 2,
+            steps=args.steps + args.steps // 2, k_ref=k_ref, kp_norm=args.kp_norm, ki_norm=args.ki_norm,
+        )
+        plot_windup(windup, args.steps // 2, out / f"windup_{plant}.png",
+                    title=f"{title}: target {high:.2f} (outside the band) then {args.target:g}")
+        results[plant] = {
+            "title": title,
+            "band": band,
+            "target_inside_band": inside,
+            "k_ref": k_ref,
+            "runs": [r.to_dict() for r in runs],
+            "windup": {"high_target": high, "switch_step": args.steps // 2, "runs": [r.to_dict() for r in windup]},
+        }
+        p_run = runs[1]
+        print(
+            f"{title}: band {band[0]:.3f}-{band[1]:.3f} nats; GRPO ends at {runs[0].entropy[-1]:.4f}; "
+            f"P error {p_run.tail_error():+.2e} (predicted b/(k kp) {p_run.info['predicted_error']:+.2e}); "
+            f"PI error {runs[2].tail_error():+.2e}; windup recovery "
+            + ", ".join(f"{r.name}: {r.info['recovery_steps']}" for r in windup)
+            if band
+            else f"{title}: no reachable band found"
+        )
+        with open(out / f"trajectories_{plant}.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["step", *[f"{r.name}_{q}" for r in runs for q in ("entropy", "alpha", "integral")]])
+            for t in range(args.steps):
+                w.writerow([t, *[getattr(r, q)[t] for r in runs for q in ("entropy", "alpha", "integral")]])
+    plot_compare(runs_by_plant, bands, out / "compare.png")
+    plot_band(maps, out / "band.png")
+    _write_json(out / "compare.json", results)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_linear(args) -> int:
+    from .figures import plot_linear
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    hist = {}
+    for name, ki in (("P", 0.0), ("PI", args.ki)):
+        plant = LinearPlant(k=args.k, b=args.b, h0=args.h0)
+        hist[name] = run_loop(plant, PIController(args.kp, ki, args.target), args.steps)
+    e_p = float(steady_state_error(args.kp, 0.0, args.k, args.b))
+    plot_linear(hist, out / "linear.png", title=f"linear plant k={args.k:g}, drift b={args.b:g}: P leaves b/(k·kp)")
+    res = {name: {"final_error": float(h.error[-1]), "final_alpha": float(h.alpha[-1])} for name, h in hist.items()}
+    res["P"]["predicted_error"] = e_p
+    _write_json(out / "linear.json", res)
+    print(f"P: final error {res['P']['final_error']:+.4f} (predicted {e_p:+.4f}); PI: {res['PI']['final_error']:+.2e}")
+    print(f"wrote {out}")
+    return 0
+
+
+def _add_problem_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("bandit problem")
+    g.add_argument("--seed", type=int, default=1, help="problem seed (default 1)")
+    g.add_argument("--contexts", type=int, default=1, help="contexts S (default 1)")
+    g.add_argument("--arms", type=int, default=100, help="arms K (default 100)")
+    g.add_argument("--lr", type=float, default=1.0, help="logit step size per update (default 1.0)")
+    g.add_argument("--group-size", type=int, default=16, help="GRPO group size G (default 16)")
+    g.add_argument("--tau", type=float, default=0.95, help="EntroPIC threshold (default 0.95)")
+    g.add_argument("--off-epochs", type=int, default=4, help="PPO epochs of the off-policy plant (default 4)")
+    g.add_argument("--plant", nargs="+", choices=["on", "off"], default=["on", "off"], help="plants to run")
+    g.add_argument("--target", type=float, default=0.1, help="entropy target in nats (default 0.1)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sim", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("stability", help="(K_p, K_i) grid sweep vs the Jury prediction")
+    _add_problem_args(p)
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--grid", type=int, default=64, help="grid size per axis (default 64)")
+    p.add_argument("--steps", type=int, default=2000, help="rollout steps per cell (default 2000)")
+    p.add_argument("--kp-max", type=float, default=3.5, help="largest K_p = k·kp (default 3.5)")
+    p.add_argument("--ki-max", type=float, default=2.0, help="largest K_i = k·ki (default 2.0)")
+    p.add_argument("--hold", type=int, default=4000, help="minimum burn-in steps at the target (default 4000)")
+    p.add_argument("--max-hold", type=int, default=40_000, help="maximum burn-in steps (default 40000)")
+    p.add_argument("--backend", choices=["auto", "numpy", "torch"], default="auto")
+    p.add_argument("--no-compile", action="store_true", help="do not torch.compile the plant step")
+    p.set_defaults(func=cmd_stability)
+
+    p = sub.add_parser("compare", help="GRPO vs P vs PI, reachable band, windup")
+    _add_problem_args(p)
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--steps", type=int, default=4000, help="rollout steps (default 4000)")
+    p.add_argument("--band-steps", type=int, default=4000, help="updates along GRPO for the band (default 4000)")
+    p.add_argument("--kp-norm", type=float, default=0.2, help="K_p = k·kp (default 0.2)")
+    p.add_argument("--ki-norm", type=float, default=0.02, help="K_i = k·ki (default 0.02)")
+    p.add_argument("--outside-margin", type=float, default=0.3, help="outside target = band top + this")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("linear", help="P and PI on the linear plant")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--k", type=float, default=0.2, help="actuator gain k (default 0.2)")
+    p.add_argument("--b", type=float, default=-0.02, help="drift b per step (default -0.02)")
+    p.add_argument("--kp", type=float, default=1.0, help="kp (default 1, official)")
+    p.add_argument("--ki", type=float, default=0.1, help="ki of the PI run (default 0.1)")
+    p.add_argument("--target", type=float, default=0.4, help="target (default 0.4)")
+    p.add_argument("--h0", type=float, default=1.0, help="initial entropy (default 1.0)")
+    p.add_argument("--steps", type=int, default=200, help="steps (default 200)")
+    p.set_defaults(func=cmd_linear)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        return args.func(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,179 @@
+"""Figures for sweeps, closed-loop comparisons, reachable bands and windup (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from pic import LoopHistory  # noqa: E402
+
+from .compare import ControllerRun  # noqa: E402
+from .identify import PlantMap  # noqa: E402
+from .sweep import SweepResult  # noqa: E402
+
+__all__ = ["plot_band", "plot_compare", "plot_linear", "plot_sweep", "plot_windup"]
+
+COLORS = {"GRPO": "tab:red", "P": "tab:orange", "PI": "tab:blue"}
+
+
+def _jury_lines(ax, kp_max: float, ki_max: float) -> None:
+    """Draw the PI stability boundary in normalised gains (K_p = k·kp, K_i = k·ki)."""
+    kp = np.linspace(0, kp_max, 200)
+    style = {"color": "black", "lw": 1.4}
+    ax.plot(kp, kp, ls="--", **style, label="K_i = K_p")
+    ax.plot(kp, 2 * kp - 4, ls="-", **style, label="2K_p − K_i = 4")
+    ax.plot(kp, kp - 2, ls=":", **style, label="K_p − K_i = 2 (implied)")
+    ax.set_xlim(0, kp_max)
+    ax.set_ylim(0, ki_max)
+
+
+def plot_sweep(result: SweepResult, path: str | Path, title: str = "") -> Path:
+    """Four heatmaps over (K_p, K_i) with the Jury boundary drawn on each."""
+    kp, ki = result.kp_norm, result.ki_norm
+    extent = (kp[0], kp[-1], ki[0], ki[-1])
+    sim = result.sim
+    panels = [
+        ("converged (simulation)", np.where(sim["converged"], 1.0, 0.0), "Greens", None),
+        (
+            "|steady-state error| (nats, log10)",
+            np.where(sim["converged"], np.log10(np.abs(sim["final"]) + 1e-12), np.nan),
+            "viridis",
+            None,
+        ),
+        ("settling steps (2 %)", np.where(np.isfinite(sim["settling"]), sim["settling"], np.nan), "magma", None),
+        ("overshoot (%)", np.where(sim["converged"], sim["overshoot"], np.nan), "cividis", (0, 100)),
+    ]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 9), constrained_layout=True)
+    for ax, (name, data, cmap, lims) in zip(axes.flat, panels, strict=True):
+        vmin, vmax = lims if lims else (None, None)
+        im = ax.imshow(data, origin="lower", extent=extent, aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax)
+        fig.colorbar(im, ax=ax, shrink=0.85)
+        _jury_lines(ax, kp[-1], ki[-1])
+        ax.set_title(name)
+        ax.set_xlabel("K_p = k·kp")
+        ax.set_ylabel("K_i = k·ki")
+    disagree = sim["converged"] != result.pred["converged"]
+    if disagree.any():
+        kpg, kig = np.meshgrid(kp, ki)
+        axes[0, 0].scatter(kpg[disagree], kig[disagree], s=10, c="red", marker="x", label="sim ≠ prediction")
+    axes[0, 0].legend(loc="upper left", fontsize=7)
+    op = result.op
+    fig.suptitle(
+        f"{title}  target {op.target:g} nats, k = {op.k:.3g}, b = {op.b:.2g}, α* = {op.alpha:+.3f}; "
+        f"agreement {100 * result.agreement:.1f} % of {disagree.size} cells",
+        fontsize=11,
+    )
+    return _save(fig, path)
+
+
+def plot_compare(
+    runs_by_plant: Mapping[str, Sequence[ControllerRun]],
+    bands: Mapping[str, tuple[float, float] | None],
+    path: str | Path,
+) -> Path:
+    """Entropy (with target and reachable band) and α vs step, one column per plant."""
+    names = list(runs_by_plant)
+    fig, axes = plt.subplots(3, len(names), figsize=(6 * len(names), 9.5), sharex="col", constrained_layout=True)
+    axes = np.atleast_2d(axes).reshape(3, len(names))
+    for col, plant in enumerate(names):
+        ax_h, ax_e, ax_a = axes[0, col], axes[1, col], axes[2, col]
+        band = bands.get(plant)
+        if band:
+            ax_h.axhspan(*band, color="tab:green", alpha=0.12, label="reachable band (measured range)")
+        for run in runs_by_plant[plant]:
+            color = COLORS.get(run.name)
+            ax_h.plot(run.entropy, color=color, lw=1.5, label=run.name)
+            ax_a.plot(run.alpha, color=color, lw=1.2, label=run.name)
+            if np.isfinite(run.target).any():
+                label = run.name
+                if "predicted_error" in run.info:
+                    label += f" (predicted b/(k·kp) = {run.info['predicted_error']:+.1e})"
+                ax_e.plot(run.entropy - run.target, color=color, lw=1.2, label=label)
+                if "predicted_error" in run.info:
+                    ax_e.axhline(run.info["predicted_error"], color=color, ls=":", lw=1)
+        target = next((r.target for r in runs_by_plant[plant] if np.isfinite(r.target).any()), None)
+        if target is not None:
+            ax_h.plot(target, color="black", ls="--", lw=1, label="target")
+        ax_h.set_yscale("log")
+        ax_h.set_ylabel("entropy (nats)")
+        ax_h.set_title(plant)
+        ax_h.legend(fontsize=8)
+        ax_e.set_yscale("symlog", linthresh=1e-4)
+        ax_e.axhline(0, color="black", lw=0.6)
+        ax_e.set_ylabel("H − target (nats)")
+        ax_e.legend(fontsize=8)
+        ax_a.set_ylabel("α")
+        ax_a.set_xlabel("rollout step")
+        ax_a.axhline(0, color="grey", lw=0.5)
+    return _save(fig, path)
+
+
+def plot_band(maps: Mapping[str, PlantMap], path: str | Path) -> Path:
+    """Actuator authority k(H)·α_max against the drift |b(H)| along the GRPO trajectory."""
+    fig, axes = plt.subplots(1, len(maps), figsize=(6 * len(maps), 4.2), constrained_layout=True, squeeze=False)
+    for ax, (name, pm) in zip(axes[0], maps.items(), strict=True):
+        ax.plot(pm.entropy, pm.k * pm.alpha_max, label="authority k(H)·α_max", color="tab:blue")
+        ax.plot(pm.entropy, np.abs(pm.b), label="|drift b(H)|", color="tab:red")
+        band = pm.band()
+        if band:
+            ax.axvspan(*band, color="tab:green", alpha=0.12, label=f"reachable: {band[0]:.3f}–{band[1]:.3f}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("entropy H (nats)")
+        ax.set_ylabel("nats per rollout")
+        ax.set_title(name)
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_windup(runs: Sequence[ControllerRun], switch_step: int, path: str | Path, title: str = "") -> Path:
+    """Entropy, α and integral of PI variants under a setpoint that leaves and re-enters the band."""
+    fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True, constrained_layout=True)
+    for run in runs:
+        rec = run.info.get("recovery_steps")
+        label = f"{run.name}: recovery {'never' if rec is None else f'{rec} steps'}"
+        axes[0].plot(run.entropy, lw=1.3, label=label)
+        axes[1].plot(run.alpha, lw=1.0)
+        axes[2].plot(run.integral, lw=1.0)
+    axes[0].plot(runs[0].target, color="black", ls="--", lw=1, label="target")
+    for ax in axes:
+        ax.axvline(switch_step, color="grey", lw=0.7)
+    axes[0].set_ylabel("entropy (nats)")
+    axes[0].set_yscale("log")
+    axes[0].legend(fontsize=8)
+    axes[1].set_ylabel("α")
+    axes[2].set_ylabel("integral S")
+    axes[2].set_yscale("symlog", linthresh=1e-2)
+    axes[2].set_xlabel("rollout step")
+    axes[0].set_title(title)
+    return _save(fig, path)
+
+
+def plot_linear(histories: Mapping[str, LoopHistory], path: str | Path, title: str = "") -> Path:
+    """Entropy and α of closed loops on the linear plant."""
+    fig, axes = plt.subplots(2, 1, figsize=(8, 6), sharex=True, constrained_layout=True)
+    for name, hist in histories.items():
+        axes[0].plot(hist.entropy, label=name)
+        axes[1].plot(hist.alpha, label=name)
+    target = next(iter(histories.values())).target
+    axes[0].plot(target, color="black", ls="--", lw=1, label="target")
+    axes[0].set_ylabel("entropy (nats)")
+    axes[0].legend(fontsize=8)
+    axes[1].set_ylabel("α")
+    axes[1].set_xlabel("step")
+    axes[0].set_title(title)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
