@@ -21,17 +21,17 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import sympy as sp
 
-from .runner import Evidence, Verdict, combine, register_check
+from .runner import Evidence, Verdict, register_check
 from .softmax import entropy, log_softmax
-from .symbolic import prove_zero
+from .symbolic import prove_softmax_identity, prove_zero, softmax_symbols
 
 __all__ = [
     "GradFormula",
     "check_covariance_sympy",
+    "check_first_order_numeric",
     "check_grad_general_k",
     "check_grad_numeric",
     "check_grad_sympy",
-    "check_first_order_numeric",
     "covariance",
     "entropy_grad",
     "entropy_grad_formula",
@@ -63,40 +63,23 @@ def covariance(p: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (p * xc * yc).sum(axis=-1)
 
 
-def _softmax_symbols(k: int) -> tuple[tuple[sp.Symbol, ...], list[sp.Expr], list[sp.Expr], sp.Expr]:
-    """Logit symbols z_1..z_K (real) and the exact π, log π, H of softmax(z)."""
-    z = sp.symbols(f"z1:{k + 1}", real=True)
-    s = sum(sp.exp(v) for v in z)
-    p = [sp.exp(v) / s for v in z]
-    logp = [sp.expand_log(sp.log(q)) for q in p]  # z_b − log S (exp(z_b) > 0, S > 0)
-    h = -sum(q * l for q, l in zip(p, logp))
-    return z, p, logp, h
-
-
-def _prove_softmax_identity(expr: sp.Expr, to_y: dict) -> tuple[Verdict, str]:
-    """Zero test for an expression in z: fast proof with y_b = e^{z_b} as positive atoms
-    (a zero polynomial in (y, z, log S) is zero on y = e^z too), else `prove_zero` in z."""
-    if sp.expand(sp.numer(sp.together(expr.subs(to_y)))) == 0:
-        return Verdict.PASS, "numerator in y = e^z expands to 0"
-    return prove_zero(expr)
-
-
 @register_check("Lemma A: dH/dz (sympy, K=2..5)")
-def check_grad_sympy(formula: GradFormula = entropy_grad_formula, ks: Sequence[int] = (2, 3, 4, 5)):
+def check_grad_sympy(
+    formula: GradFormula = entropy_grad_formula, ks: Sequence[int] = (2, 3, 4, 5)
+) -> tuple[Verdict, str]:
     """∂H/∂z_b − formula(π_b, log π_b, H) ≡ 0 for every b and each K in ``ks``."""
     ev = Evidence()
     for k in ks:
-        z, p, logp, h = _softmax_symbols(k)
-        y = sp.symbols(f"y1:{k + 1}", positive=True)
-        to_y = {sp.exp(v): yv for v, yv in zip(z, y)}  # rational in y = e^z after differentiating
-        results = [_prove_softmax_identity(sp.diff(h, z[b]) - formula(p[b], logp[b], h), to_y)
-                   for b in range(k)]
-        ev.add(f"K={k}", combine(v for v, _ in results), next((n for v, n in results if v is not Verdict.PASS), ""))
+        z, p, logp, h, to_y = softmax_symbols(k)
+        results = [
+            prove_softmax_identity(sp.diff(h, z[b]) - formula(p[b], logp[b], h), to_y) for b in range(k)
+        ]
+        ev.add_many(f"K={k}", results)
     return ev.result(f"∂H/∂z_b = −π_b(log π_b + H) exactly for K ∈ {list(ks)}, all b")
 
 
 @register_check("Lemma A: dH/dz (sympy, general K via S, T)")
-def check_grad_general_k(formula: GradFormula = entropy_grad_formula):
+def check_grad_general_k(formula: GradFormula = entropy_grad_formula) -> tuple[Verdict, str]:
     """General K: derive ∂S/∂z_b, ∂T/∂z_b and H = log S − T/S from Σ's, then the gradient."""
     ev = Evidence()
     kk = sp.Symbol("K", integer=True, positive=True)
@@ -128,8 +111,14 @@ def check_grad_general_k(formula: GradFormula = entropy_grad_formula):
     return ev.result("∂S/∂z_b, ∂T/∂z_b, H = log S − T/S derived; dH/dz_b + π_b(log π_b + H) = 0")
 
 
+def _mean(p: Sequence[sp.Expr], xs: Sequence[sp.Expr]) -> sp.Expr:
+    return sum(q * x for q, x in zip(p, xs, strict=True))
+
+
 @register_check("Lemma A: ΔH = −Cov(log π, Δz) (sympy, K=3,4)")
-def check_covariance_sympy(formula: GradFormula = entropy_grad_formula, ks: Sequence[int] = (3, 4)):
+def check_covariance_sympy(
+    formula: GradFormula = entropy_grad_formula, ks: Sequence[int] = (3, 4)
+) -> tuple[Verdict, str]:
     """Σ_b π_b(log π_b + H) = 0 and Σ_b ∂H/∂z_b Δz_b = −Cov_π(log π, Δz), π_K = 1 − Σ others."""
     ev = Evidence()
     for k in ks:
@@ -137,24 +126,30 @@ def check_covariance_sympy(formula: GradFormula = entropy_grad_formula, ks: Sequ
         p = [*free, 1 - sum(free)]
         d = sp.symbols(f"d1:{k + 1}", real=True)
         logp = [sp.log(q) for q in p]
-        h = -sum(q * l for q, l in zip(p, logp))
-        ev.add(f"K={k}: Σ π(log π + H) = 0", *prove_zero(sum(q * (l + h) for q, l in zip(p, logp))))
-        mean = lambda xs: sum(q * x for q, x in zip(p, xs))  # noqa: E731
-        cov = mean([l * dv for l, dv in zip(logp, d)]) - mean(logp) * mean(d)
-        first_order = sum(formula(q, l, h) * dv for q, l, dv in zip(p, logp, d))
+        h = -sum(q * l for q, l in zip(p, logp, strict=True))
+        ev.add(
+            f"K={k}: Σ π(log π + H) = 0", *prove_zero(sum(q * (l + h) for q, l in zip(p, logp, strict=True)))
+        )
+        cov = _mean(p, [l * dv for l, dv in zip(logp, d, strict=True)]) - _mean(p, logp) * _mean(p, d)
+        first_order = sum(formula(q, l, h) * dv for q, l, dv in zip(p, logp, d, strict=True))
         ev.add(f"K={k}: ΣdH/dz·Δz = −Cov", *prove_zero(first_order + cov))
     return ev.result(f"Σ_b ∂H/∂z_b Δz_b = −Cov_π(log π, Δz) exactly for K ∈ {list(ks)}")
 
 
 def _logit_draws(seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
-    return [scale * rng.standard_normal(k) for k in (2, 3, 5, 10, 20, 50) for scale in (0.3, 1.0, 3.0, 8.0)
-            for _ in range(3)]
+    return [
+        scale * rng.standard_normal(k)
+        for k in (2, 3, 5, 10, 20, 50)
+        for scale in (0.3, 1.0, 3.0, 8.0)
+        for _ in range(3)
+    ]
 
 
 @register_check("Lemma A: dH/dz (numeric, finite differences)")
-def check_grad_numeric(grad: Callable[[np.ndarray], np.ndarray] = entropy_grad, h: float = 1e-5,
-                       rtol: float = 1e-6):
+def check_grad_numeric(
+    grad: Callable[[np.ndarray], np.ndarray] = entropy_grad, h: float = 1e-5, rtol: float = 1e-6
+) -> tuple[Verdict, str]:
     """Central differences of H against ``grad`` on 72 random logit vectors (K ≤ 50)."""
     worst = 0.0
     for z in _logit_draws(0):
@@ -168,7 +163,7 @@ def check_grad_numeric(grad: Callable[[np.ndarray], np.ndarray] = entropy_grad, 
 
 
 @register_check("Lemma A: ΔH ≈ −ε·Cov (numeric, O(ε²) remainder)")
-def check_first_order_numeric(grad: Callable[[np.ndarray], np.ndarray] = entropy_grad):
+def check_first_order_numeric(grad: Callable[[np.ndarray], np.ndarray] = entropy_grad) -> tuple[Verdict, str]:
     """H(z + εΔz) − H(z) + ε·Cov_π(log π, Δz) = O(ε²), and ∇H·Δz = −Cov exactly."""
     ev = Evidence()
     rng = np.random.default_rng(1)
@@ -186,4 +181,6 @@ def check_first_order_numeric(grad: Callable[[np.ndarray], np.ndarray] = entropy
         worst_growth = max(worst_growth, float(c[1:].max() / (1.5 * c[0] + 1e-3)))
     ev.require("∇H·Δz = −Cov", worst_identity <= 1e-9, f"rel. gap {worst_identity:.1e}")
     ev.require("remainder O(ε²)", worst_growth <= 1.0, f"growth {worst_growth:.2f}")
-    return ev.result(f"|ΔH + ε·Cov|/ε² ≤ {c_max:.2g} for ε ∈ 1e-2..1e-4; ∇H·Δz = −Cov to {worst_identity:.0e}")
+    return ev.result(
+        f"|ΔH + ε·Cov|/ε² ≤ {c_max:.2g} for ε ∈ 1e-2..1e-4; ∇H·Δz = −Cov to {worst_identity:.0e}"
+    )

@@ -19,9 +19,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import sympy as sp
 
-from .runner import Evidence, Verdict, combine, register_check
-from .softmax import entropy, log_softmax, random_distributions, softmax
-from .symbolic import prove_zero
+from .runner import Evidence, Verdict, register_check
+from .softmax import entropy, random_distributions, softmax
+from .symbolic import prove_softmax_identity, prove_zero, softmax_symbols
 
 __all__ = [
     "BFormula",
@@ -41,7 +41,7 @@ BFormula = Callable[[Sequence[sp.Expr], Sequence[sp.Expr], int], sp.Expr]
 
 def b_formula(p: Sequence[sp.Expr], c: Sequence[sp.Expr], a: int) -> sp.Expr:
     """Lemma B's B(a) = π_a c_a − Σ_b π_b² c_b."""
-    return p[a] * c[a] - sum(q**2 * cb for q, cb in zip(p, c))
+    return p[a] * c[a] - sum(q**2 * cb for q, cb in zip(p, c, strict=True))
 
 
 def sample_sign_coefficient(p: np.ndarray) -> np.ndarray:
@@ -53,30 +53,21 @@ def sample_sign_coefficient(p: np.ndarray) -> np.ndarray:
 
 
 @register_check("Lemma B: ΔH = −ηA·B(a) (sympy, K=2..4 and general K)")
-def check_identity_sympy(formula: BFormula = b_formula, ks: Sequence[int] = (2, 3, 4)):
-    """Exact first-order ΔH of the one-sample update equals −ηA·B(a) (small K, every a);
+def check_identity_sympy(formula: BFormula = b_formula, ks: Sequence[int] = (2, 3, 4)) -> tuple[Verdict, str]:
+    """Exact first-order ΔH of the one-sample update equals −ηA·B(a) (K ≤ 3: every a; K = 4: a = 1);
     Σ_b π_b c_b (δ_ab − π_b) = π_a c_a − Σ π_b² c_b for symbolic K; the Σ_b π_b(…) form."""
     ev = Evidence()
     eta, adv = sp.Symbol("eta", positive=True), sp.Symbol("A", real=True)
     for k in ks:
-        z = sp.symbols(f"z1:{k + 1}", real=True)
-        s = sum(sp.exp(v) for v in z)
-        p = [sp.exp(v) / s for v in z]
-        logp = [v - sp.log(s) for v in z]
-        h = -sum(q * l for q, l in zip(p, logp))
+        z, p, logp, h, to_y = softmax_symbols(k)
         grad = [sp.diff(h, v) for v in z]  # the true gradient, not Lemma A's formula
         c = [l + h for l in logp]
-        y = sp.symbols(f"y1:{k + 1}", positive=True)
-        to_y = {sp.exp(v): yv for v, yv in zip(z, y)}
         results = []
-        for a in range(k if k < 4 else 1):
+        for a in range(k if k < 4 else 1):  # K = 4: a = 1 stands for every a by symmetry
             dz = [eta * adv * ((1 if b == a else 0) - p[b]) for b in range(k)]
-            expr = sum(g * d for g, d in zip(grad, dz)) + eta * adv * formula(p, c, a)
-            if sp.expand(sp.numer(sp.together(expr.subs(to_y)))) == 0:
-                results.append((Verdict.PASS, ""))
-            else:
-                results.append(prove_zero(expr))
-        ev.add(f"K={k}", combine(v for v, _ in results), next((n for v, n in results if v is not Verdict.PASS), ""))
+            expr = sum(g * d for g, d in zip(grad, dz, strict=True)) + eta * adv * formula(p, c, a)
+            results.append(prove_softmax_identity(expr, to_y))
+        ev.add_many(f"K={k}", results)
     # general K: Σ_b π_b c_b (δ_ab − π_b) for an index a ≤ K
     kk = sp.Symbol("K", integer=True, positive=True)
     a_, b_ = sp.symbols("a b", integer=True, positive=True)
@@ -91,15 +82,17 @@ def check_identity_sympy(formula: BFormula = b_formula, ks: Sequence[int] = (2, 
         free = sp.symbols(f"p1:{k}", positive=True)
         p = [*free, 1 - sum(free)]
         logp = [sp.log(q) for q in p]
-        h = -sum(q * l for q, l in zip(p, logp))
+        h = -sum(q * l for q, l in zip(p, logp, strict=True))
         c = [l + h for l in logp]
         sum_form = sum(p[b] * (p[0] * c[0] - p[b] * c[b]) for b in range(k))
         ev.add(f"Σ-form K={k}", *prove_zero(formula(p, c, 0) - sum_form))
-    return ev.result("∇H·Δz = −ηA·B(a) exactly (K=2..4), general-K Kronecker sum, B = Σ_b π_b(π_a c_a − π_b c_b)")
+    return ev.result(
+        "∇H·Δz = −ηA·B(a) exactly (K=2..4), general-K Kronecker sum, B = Σ_b π_b(π_a c_a − π_b c_b)"
+    )
 
 
 @register_check("Lemma B: B(argmax) ≥ 0 (sympy, two cases + H ≥ −log π_max)")
-def check_b_sign_sympy():
+def check_b_sign_sympy() -> tuple[Verdict, str]:
     """Each term π_a c_a − π_b c_b of B(argmax) is ≥ 0; c_a ≥ c_b; c_a ≥ 0 via H ≥ −log π_max."""
     ev = Evidence()
     # case c_b ≥ 0: π_a = π_b + d, c_a = c_b + g with d, g ≥ 0
@@ -125,14 +118,18 @@ def check_b_sign_sympy():
     expansion = sum(q * (sp.log(p[0]) - sp.log(q)) for q in p)
     ev.add("H + log π_max = Σ π_b(log π_max − log π_b) (K=3)", *prove_zero(h + sp.log(p[0]) - expansion))
     summand = sp.expand_log(pmax / (1 + s) * (sp.log(pmax) - sp.log(pmax / (1 + s))))
-    ev.require("each summand ≥ 0 ⇒ H ≥ −log π_max ⇒ c_a ≥ 0", summand.is_nonnegative is True,
-               f"is_nonnegative = {summand.is_nonnegative}")
+    ev.require(
+        "each summand ≥ 0 ⇒ H ≥ −log π_max ⇒ c_a ≥ 0",
+        summand.is_nonnegative is True,
+        f"is_nonnegative = {summand.is_nonnegative}",
+    )
     return ev.result("every term π_b(π_a c_a − π_b c_b) ≥ 0 for a = argmax (both cases); H ≥ −log π_max")
 
 
 @register_check("Lemma B: sign of B(a) (numeric, enumeration)")
-def check_b_sign_numeric(b_fn: Callable[[np.ndarray], np.ndarray] = sample_sign_coefficient,
-                         n: int = 2000):
+def check_b_sign_numeric(
+    b_fn: Callable[[np.ndarray], np.ndarray] = sample_sign_coefficient, n: int = 2000
+) -> tuple[Verdict, str]:
     """B(argmax) ≥ 0 on random distributions; B < 0 occurs, only for non-argmax tokens."""
     ev = Evidence()
     rng = np.random.default_rng(3)
@@ -155,12 +152,16 @@ def check_b_sign_numeric(b_fn: Callable[[np.ndarray], np.ndarray] = sample_sign_
     ev.require("uniform ⇒ B = 0", np.abs(uniform).max() < 1e-14)
     ev.require("B(argmax) ≥ 0", min_top >= -1e-12, f"min {min_top:.2e}")
     ev.require("sign flips exist", flips > 0, f"{flips} distributions with B(a) < 0")
-    return ev.result(f"min B(argmax) = {min_top:.1e} over {dists} distributions; "
-                     f"{flips} have a low-probability token with B < 0")
+    return ev.result(
+        f"min B(argmax) = {min_top:.1e} over {dists} distributions; "
+        f"{flips} have a low-probability token with B < 0"
+    )
 
 
 @register_check("Lemma B: −ηA·B(a) vs exact softmax update (numeric)")
-def check_update_numeric(b_fn: Callable[[np.ndarray], np.ndarray] = sample_sign_coefficient):
+def check_update_numeric(
+    b_fn: Callable[[np.ndarray], np.ndarray] = sample_sign_coefficient,
+) -> tuple[Verdict, str]:
     """H(z + ηA(e_a − π)) − H(z) = −ηA·B(a) + O(η²); a positive unlikely sample can raise H."""
     ev = Evidence()
     rng = np.random.default_rng(4)
@@ -189,5 +190,7 @@ def check_update_numeric(b_fn: Callable[[np.ndarray], np.ndarray] = sample_sign_
     ev.require("first order at η=1e-4", worst_rel <= 1e-2, f"rel. error {worst_rel:.1e}")
     ev.require("a positive low-probability sample raises H", raised > 0)
     ev.require("a positive argmax sample lowers H", lowered > 0)
-    return ev.result(f"|ΔH + ηA·B|/|ηA·B| ≤ {worst_rel:.0e} at η=1e-4; H rose for {raised} positive "
-                     f"low-probability samples, fell for {lowered} argmax ones")
+    return ev.result(
+        f"|ΔH + ηA·B|/|ηA·B| ≤ {worst_rel:.0e} at η=1e-4; H rose for {raised} positive "
+        f"low-probability samples, fell for {lowered} argmax ones"
+    )

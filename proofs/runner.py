@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from enum import Enum
-from typing import Any, Union
+from typing import Any
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -83,7 +83,7 @@ class CheckResult:
         return d
 
 
-Outcome = Union[CheckResult, tuple[Verdict, str]]
+Outcome = CheckResult | tuple[Verdict, str]
 CheckFn = Callable[[], Outcome]
 
 
@@ -111,6 +111,12 @@ class Evidence:
             log.info("%s: %s %s", label, verdict.value, note)
         return verdict
 
+    def add_many(self, label: str, outcomes: Iterable[tuple[Verdict, str]]) -> Verdict:
+        """Record several (verdict, note) outcomes as one sub-claim (first non-PASS note kept)."""
+        outcomes = list(outcomes)
+        note = next((n for v, n in outcomes if v is not Verdict.PASS), "")
+        return self.add(label, combine(v for v, _ in outcomes), note)
+
     def require(self, label: str, ok: bool, note: str = "") -> bool:
         """Record a decidable claim: PASS if ``ok`` else FAIL."""
         self.add(label, Verdict.PASS if bool(ok) else Verdict.FAIL, note)
@@ -124,15 +130,18 @@ class Evidence:
         verdict = self.verdict
         if verdict is Verdict.PASS:
             return verdict, summary
-        bad = [f"{label}: {v.value}" + (f" ({note})" if note else "") for label, v, note in self.items
-               if v is not Verdict.PASS]
+        bad = [
+            f"{label}: {v.value}" + (f" ({note})" if note else "")
+            for label, v, note in self.items
+            if v is not Verdict.PASS
+        ]
         return verdict, "; ".join(bad)
 
 
 def _normalise(name: str, outcome: Any, seconds: float) -> CheckResult:
     if isinstance(outcome, CheckResult):
         return CheckResult(name or outcome.name, outcome.verdict, seconds, outcome.detail)
-    if (isinstance(outcome, tuple) and len(outcome) == 2 and isinstance(outcome[0], Verdict)):
+    if isinstance(outcome, tuple) and len(outcome) == 2 and isinstance(outcome[0], Verdict):
         return CheckResult(name, outcome[0], seconds, str(outcome[1]))
     return CheckResult(name, Verdict.FAIL, seconds, f"check returned {type(outcome).__name__}, not a verdict")
 

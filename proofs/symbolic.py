@@ -22,7 +22,14 @@ from sympy.core.function import AppliedUndef
 
 from .runner import Verdict, combine
 
-__all__ = ["nonzero_witness", "prove_all_zero", "prove_zero", "same_relation"]
+__all__ = [
+    "nonzero_witness",
+    "prove_all_zero",
+    "prove_softmax_identity",
+    "prove_zero",
+    "same_relation",
+    "softmax_symbols",
+]
 
 log = logging.getLogger(__name__)
 
@@ -108,3 +115,27 @@ def same_relation(a: sp.Basic, b: sp.Basic) -> bool:
         and prove_zero(a.lhs - b.lhs)[0] is Verdict.PASS
         and prove_zero(a.rhs - b.rhs)[0] is Verdict.PASS
     )
+
+
+def softmax_symbols(k: int) -> tuple[tuple[sp.Symbol, ...], list[sp.Expr], list[sp.Expr], sp.Expr, dict]:
+    """Logits z_1..z_K (real) and the exact π, log π = z − log S, H of softmax(z).
+
+    Also returns ``to_y``, the substitution e^{z_b} → y_b (positive symbols) used by
+    `prove_softmax_identity`.
+    """
+    z = sp.symbols(f"z1:{k + 1}", real=True)
+    s = sum(sp.exp(v) for v in z)
+    p = [sp.exp(v) / s for v in z]
+    logp = [sp.expand_log(sp.log(q)) for q in p]  # z_b − log S since e^{z_b} > 0 and S > 0
+    h = -sum(q * l for q, l in zip(p, logp, strict=True))
+    y = sp.symbols(f"y1:{k + 1}", positive=True)
+    return z, p, logp, h, dict(zip((sp.exp(v) for v in z), y, strict=True))
+
+
+def prove_softmax_identity(expr: sp.Expr, to_y: dict) -> tuple[Verdict, str]:
+    """Zero test for an expression in the logits z: a fast proof with y_b = e^{z_b} as
+    independent positive atoms (a zero polynomial in (y, z, log S) vanishes on y = e^z too),
+    else `prove_zero` on the expression in z itself (so a witness respects y = e^z)."""
+    if sp.expand(sp.numer(sp.together(expr.subs(to_y)))) == 0:
+        return Verdict.PASS, "numerator in y = e^z expands to 0"
+    return prove_zero(expr)
