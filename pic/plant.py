@@ -80,7 +80,7 @@ def run_loop(plant: Plant, controller: PIController | None, steps: int) -> LoopH
             integral = controller.integral
         plant.step(alpha)
         rec["entropy"].append(np.asarray(h, dtype=float))
-        rec["target"].append(np.asarray(target, dtype=float))
+        rec["target"].append(np.broadcast_to(np.asarray(target, dtype=float), np.shape(h)))
         rec["alpha"].append(np.asarray(alpha, dtype=float))
         rec["integral"].append(np.asarray(integral, dtype=float))
     return LoopHistory(**{name: np.stack(values) for name, values in rec.items()})
