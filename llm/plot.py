@@ -1,0 +1,67 @@
+"""``python -m llm plot RUN_DIR...``: entropy vs target, α, integral and reward on shared axes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .metrics import read_metrics  # noqa: E402
+
+__all__ = ["moving_average", "plot_runs"]
+
+
+def moving_average(x: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over ``window`` steps (shorter at the start), NaN-aware."""
+    x = np.asarray(x, dtype=float)
+    if window <= 1:
+        return x
+    out = np.empty_like(x)
+    for i in range(len(x)):
+        seg = x[max(0, i - window + 1) : i + 1]
+        out[i] = np.nanmean(seg) if np.isfinite(seg).any() else np.nan
+    return out
+
+
+def _series(rows, key):
+    return np.array([np.nan if r.get(key) is None else r[key] for r in rows], dtype=float)
+
+
+def plot_runs(run_dirs: list[str | Path], out: str | Path, *, labels: list[str] | None = None,
+              smooth: int = 10, title: str = "") -> Path:
+    """Four stacked panels for one or several runs; raw values faint, moving averages bold."""
+    labels = labels or [Path(d).name for d in run_dirs]
+    fig, axes = plt.subplots(4, 1, figsize=(9, 11), sharex=True, constrained_layout=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (run, label) in enumerate(zip(run_dirs, labels, strict=True)):
+        rows = read_metrics(run)
+        if not rows:
+            continue
+        c = colors[i % len(colors)]
+        step = _series(rows, "step")
+        for ax, key in zip(axes, ("entropy", "alpha", "integral", "reward_mean"), strict=True):
+            y = _series(rows, key)
+            ax.plot(step, y, color=c, alpha=0.25, lw=0.8)
+            ax.plot(step, moving_average(y, smooth), color=c, lw=1.8, label=label)
+        target = _series(rows, "entropy_target")
+        controlled = np.any(_series(rows, "alpha") != 0)
+        if controlled and np.isfinite(target).any():
+            axes[0].plot(step, target, color=c, ls="--", lw=1.2, label=f"{label} target")
+    axes[0].set_ylabel("entropy (nats)")
+    axes[1].set_ylabel("α")
+    axes[2].set_ylabel("integral")
+    axes[3].set_ylabel("reward")
+    axes[3].set_xlabel("RL step")
+    axes[0].legend(fontsize=8)
+    axes[3].legend(fontsize=8)
+    if title:
+        axes[0].set_title(title)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -1,0 +1,378 @@
+"""The RL trainer: GRPO/PPO on a causal LM with the EntroPIC PI controller.
+
+One step (``Trainer.step``)::
+
+    prompts ─► rollout (KV cache, temperature T) ─► rewards ─► group advantages
+          └─► H = token mean of the rollout's full-vocabulary entropies at T
+              α = controller.update(H)                       (one update per RL step)
+    for epoch × mini-batch:  Σ_micro ∇[clipped PG loss + α·EntroPIC term]  ─► clip ─► AdamW
+    log metrics ─► checkpoint
+
+The entropy is measured on the policy that generated the batch (the behaviour policy,
+before this step's updates), over every response token, from the very logits it sampled
+from — no extra forward pass. On-policy (1 epoch × 1 mini-batch) the ratio is exactly 1
+(π_old = sg(π_θ)); otherwise π_old is the rollout's log-prob (or a recomputed one).
+
+The controller is `pic.PIController` and the α-term `pic.actuator.entropic_adjustment`,
+unchanged from the simulator.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pic import PIController
+from pic.grpo import group_advantages
+
+from .checkpoint import capture_rng, find_latest, load_checkpoint, restore_rng, save_checkpoint
+from .config import ConfigError, RLConfig, config_to_dict
+from .data import PromptStream, load_jsonl
+from .losses import PolicyLossConfig, policy_loss, response_logprobs
+from .metrics import MetricsLogger
+from .model import load_model
+from .reward import score
+from .rollout import RolloutBatch, generate
+
+__all__ = ["Trainer", "build_controller", "lr_lambda", "resolve_device", "train"]
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"model.device is {name!r} but CUDA is not available")
+    return dev
+
+
+def lr_lambda(schedule: str, warmup: int, total: int, min_ratio: float):
+    """Multiplier of the base lr at RL step t (warmup, then constant / linear / cosine)."""
+
+    def f(t: int) -> float:
+        if warmup and t < warmup:
+            return (t + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = min(max(t - warmup, 0) / max(total - warmup, 1), 1.0)
+        if schedule == "linear":
+            return min_ratio + (1 - min_ratio) * (1 - progress)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return f
+
+
+def build_controller(cfg: RLConfig) -> PIController | None:
+    c = cfg.control
+    if not c.enabled:
+        return None
+    return PIController(
+        c.kp,
+        c.ki,
+        c.schedule(),
+        output_limits=(-c.alpha_limit, c.alpha_limit),
+        anti_windup=c.anti_windup,
+        integral_limit=c.integral_limit or None,
+        tracking_gain=c.tracking_gain,
+    )
+
+
+class Trainer:
+    """Holds the model, optimizer, controller and data stream of one run."""
+
+    def __init__(self, cfg: RLConfig) -> None:
+        cfg.check_paths()
+        self.cfg = cfg
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        torch.manual_seed(cfg.train.seed)
+        self.device = resolve_device(cfg.model.device)
+        self.dtype = torch.float32
+        self.model, self.tokenizer = load_model(cfg.model.path, device=self.device, dtype=torch.float32)
+        self.model.train()
+        vocab = len(self.tokenizer)
+        h_max = math.log(vocab)
+        if cfg.control.enabled and not 0 <= cfg.control.max_target(cfg.train.steps) <= h_max:
+            raise ConfigError(f"control.target must lie in [0, log V = {h_max:.3f}] nats, got {cfg.control.target!r}")
+        # bf16 copy for sampling on CUDA (weights synced after each step); the CPU samples from the master
+        if self.device.type == "cuda" and cfg.model.dtype != "float32":
+            import copy
+
+            self.rollout_model = copy.deepcopy(self.model).to(torch.bfloat16).eval()
+        else:
+            self.rollout_model = self.model
+        self.eos_id = self.tokenizer.eos_token_id
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_id
+        self.stream = PromptStream(load_jsonl(cfg.data.train), seed=cfg.train.seed, shuffle=cfg.data.shuffle)
+        self._prompt_cache: dict[str, list[int]] = {}
+        o = cfg.optim
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, weight_decay=o.weight_decay,
+            fused=self.device.type == "cuda",
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda(o.schedule, o.warmup_steps, cfg.train.steps, o.min_lr_ratio)
+        )
+        self.controller = build_controller(cfg)
+        self.loss_cfg = PolicyLossConfig(
+            eps_low=cfg.ppo.eps_low, eps_high=cfg.ppo.eps_high, dual_clip=cfg.ppo.dual_clip,
+            tau=cfg.control.tau, normalization=cfg.control.normalization,
+        )
+        self.generators = {
+            "rollout": torch.Generator(device=self.device).manual_seed(cfg.train.seed),
+            "shuffle": torch.Generator().manual_seed(cfg.train.seed + 1),
+        }
+        self.step_count = 0
+        self.run_dir = Path(cfg.train.out)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        resume_step = self._maybe_resume() if cfg.train.resume else None
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2, default=str) + "\n")
+        self.logger = MetricsLogger(
+            self.run_dir, tensorboard=cfg.train.tensorboard, resume_step=resume_step,
+            total_steps=cfg.train.steps, progress=cfg.train.progress,
+        )
+        if resume_step is None:
+            self.logger.text("config", "```\n" + json.dumps(config_to_dict(cfg), indent=2, default=str) + "\n```")
+
+    # ------------------------------------------------------------- checkpoints
+    def _trainer_state(self) -> dict[str, Any]:
+        return {
+            "step": self.step_count,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "controller": self.controller.state_dict() if self.controller else None,
+            "stream": self.stream.state_dict(),
+            "rng": capture_rng(self.generators),
+            "config": config_to_dict(self.cfg),
+        }
+
+    def save(self) -> Path:
+        return save_checkpoint(
+            self.ckpt_dir, self.step_count, model=self.model, tokenizer=self.tokenizer,
+            trainer_state=self._trainer_state(), keep_last=self.cfg.train.keep_last,
+        )
+
+    def _maybe_resume(self) -> int | None:
+        path = find_latest(self.ckpt_dir)
+        if path is None:
+            log.info("no checkpoint in %s: starting from scratch", self.ckpt_dir)
+            return None
+        state = load_checkpoint(path, self.model)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.controller is not None and state["controller"] is not None:
+            self.controller.load_state_dict(state["controller"])
+        self.stream.load_state_dict(state["stream"])
+        restore_rng(state["rng"], self.generators)
+        self.step_count = int(state["step"])
+        self._sync_rollout_model()
+        log.info("resumed from %s (step %d)", path, self.step_count)
+        return self.step_count
+
+    # ------------------------------------------------------------------ phases
+    def _prompt_ids(self, prompt: str) -> list[int]:
+        ids = self._prompt_cache.get(prompt)
+        if ids is None:
+            ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            self._prompt_cache[prompt] = ids
+        return ids
+
+    def _sync_rollout_model(self) -> None:
+        if self.rollout_model is not self.model:
+            with torch.no_grad():
+                for dst, src in zip(self.rollout_model.parameters(), self.model.parameters(), strict=True):
+                    dst.copy_(src)
+
+    def rollout(self, examples) -> tuple[RolloutBatch, torch.Tensor, list[str]]:
+        """Sample group_size completions per prompt; return the batch, rewards (P, G) and texts."""
+        g = self.cfg.rollout.group_size
+        prompts = [self._prompt_ids(ex.prompt) for ex in examples for _ in range(g)]
+        self.rollout_model.eval()
+        batch = generate(
+            self.rollout_model, prompts, max_new_tokens=self.cfg.rollout.max_new_tokens,
+            temperature=self.cfg.rollout.temperature, eos_id=self.eos_id, pad_id=self.pad_id,
+            generator=self.generators["rollout"], device=self.device,
+        )
+        self.model.train()
+        ids = batch.response_ids.tolist()
+        lengths = batch.response_mask.sum(-1).tolist()
+        texts = []
+        for row, n in zip(ids, lengths, strict=True):
+            row = row[: int(n)]
+            if row and row[-1] == self.eos_id:
+                row = row[:-1]
+            texts.append(self.tokenizer.decode(row, skip_special_tokens=True))
+        rewards = torch.tensor(score(texts, [ex for ex in examples for _ in range(g)]), dtype=torch.float32)
+        return batch, rewards.view(len(examples), g), texts
+
+    def _micro_slices(self, idx: torch.Tensor, batch: RolloutBatch, micro: int):
+        """Index chunks of ``idx`` with the columns they need (left prompt pad and right response pad trimmed)."""
+        p = batch.prompt_ids.shape[1]
+        for start in range(0, len(idx), micro):
+            mi = idx[start : start + micro]
+            pm = batch.prompt_mask[mi]
+            first = int((pm.sum(0) > 0).nonzero()[0]) if pm.any() else p
+            t = int(batch.response_mask[mi].sum(-1).max())
+            yield mi, first, max(t, 1)
+
+    def update(self, batch: RolloutBatch, adv: torch.Tensor, alpha: float) -> dict[str, float] | None:
+        """PPO epochs × mini-batches; returns aggregated stats, or None if a loss was non-finite."""
+        ppo = self.cfg.ppo
+        n_seq = batch.response_ids.shape[0]
+        mini = n_seq // ppo.minibatches
+        micro = ppo.micro_batch_size or mini
+        on_policy = ppo.on_policy
+        input_ids, attn = batch.input_ids, batch.attention_mask
+        p = batch.prompt_ids.shape[1]
+        old_all = batch.logprobs
+        if not on_policy and ppo.old_logprobs == "recompute":
+            with torch.no_grad():
+                old_all = torch.cat([
+                    self._logprobs(input_ids[mi], attn[mi], batch.response_ids[mi], p)[0]
+                    for mi in torch.arange(n_seq).split(micro)
+                ])
+        behaviour_high = (batch.logprobs.exp() > self.cfg.control.tau) & batch.response_mask.bool()
+        sums: dict[str, float] = {}
+        norms, tokens_seen = [], 0.0
+        for _ in range(ppo.epochs):
+            perm = torch.randperm(n_seq, generator=self.generators["shuffle"]) if ppo.minibatches > 1 else torch.arange(n_seq)
+            for j in range(ppo.minibatches):
+                idx = perm[j * mini : (j + 1) * mini].to(self.device)
+                n_tok = float(batch.response_mask[idx].sum())
+                n_high = float(behaviour_high[idx].sum())
+                self.optimizer.zero_grad(set_to_none=True)
+                for mi, first, t in self._micro_slices(idx, batch, micro):
+                    cols = slice(first, p + t)
+                    resp = batch.response_ids[mi, :t]
+                    logp, _ = self._logprobs(input_ids[mi, cols], attn[mi, cols], resp, p - first)
+                    mask = batch.response_mask[mi, :t]
+                    old = logp.detach() if on_policy else old_all[mi, :t]
+                    loss, stats = policy_loss(
+                        logp, old, adv[mi], mask, alpha, self.loss_cfg, num_tokens=max(n_tok, 1.0), num_high=n_high
+                    )
+                    if not torch.isfinite(loss):
+                        self.optimizer.zero_grad(set_to_none=True)
+                        return None
+                    loss.backward()
+                    for key, value in stats.items():
+                        sums[key] = sums.get(key, 0.0) + float(value)
+                clip = self.cfg.optim.grad_clip or float("inf")
+                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+                if not torch.isfinite(norm):
+                    self.optimizer.zero_grad(set_to_none=True)
+                    return None
+                norms.append(float(norm))
+                self.optimizer.step()
+                tokens_seen += n_tok
+        n_updates = ppo.epochs * ppo.minibatches
+        return {
+            "pg_loss": sums.get("pg_loss", 0.0) / max(tokens_seen, 1.0),
+            "clip_frac": sums.get("clip_frac", 0.0) / max(tokens_seen, 1.0),
+            "high_prob_frac": sums.get("high_prob_frac", 0.0) / max(tokens_seen, 1.0),
+            "ppo_kl": sums.get("ppo_kl", 0.0) / max(tokens_seen, 1.0),
+            "entropic_term": sums.get("entropic_term", 0.0) / n_updates,
+            "grad_norm": float(np.mean(norms)) if norms else 0.0,
+            "train_tokens": tokens_seen,
+        }
+
+    def _logprobs(self, input_ids, attn, response_ids, prompt_len):
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
+        with autocast:
+            return response_logprobs(self.model, input_ids, attn, response_ids, temperature=self.cfg.rollout.temperature)
+
+    # ------------------------------------------------------------------- step
+    def step(self) -> dict[str, Any]:
+        """One RL step; returns its metrics row."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        examples = self.stream.next_batch(cfg.data.prompts_per_step)
+        batch, rewards, _ = self.rollout(examples)
+        t_roll = time.perf_counter() - t0
+
+        adv = group_advantages(rewards, eps=cfg.ppo.adv_eps, scale_by_std=cfg.ppo.advantage == "grpo")
+        adv = adv.reshape(-1).to(self.device)
+        mask = batch.response_mask
+        n_tokens = float(mask.sum())
+        entropy = float((batch.entropy * mask).sum() / max(n_tokens, 1.0))
+
+        target = self.controller.target_at() if self.controller else float(cfg.control.schedule()(self.step_count))
+        saved = self.controller.state_dict() if self.controller else None
+        skipped = not math.isfinite(entropy)
+        alpha = 0.0
+        if self.controller is not None and not skipped:
+            alpha = float(self.controller.update(entropy))
+
+        t1 = time.perf_counter()
+        stats = None if skipped else self.update(batch, adv, alpha)
+        if stats is None:  # non-finite entropy or loss: drop the step, keep the controller as it was
+            skipped = True
+            if self.controller is not None:
+                self.controller.load_state_dict(saved)
+            alpha = 0.0
+            stats = {}
+        t_train = time.perf_counter() - t1
+        self.scheduler.step()
+        self._sync_rollout_model()
+        self.step_count += 1
+
+        groups_flat = (rewards.max(-1).values == rewards.min(-1).values).float().mean()
+        step_s = time.perf_counter() - t0
+        row = {
+            "step": self.step_count,
+            "entropy": entropy,
+            "entropy_target": target,
+            "alpha": alpha,
+            "integral": self.controller.integral if self.controller else 0.0,
+            "p_term": self.controller.p_term if self.controller and not skipped else 0.0,
+            "i_term": self.controller.i_term if self.controller and not skipped else 0.0,
+            "reward_mean": float(rewards.mean()),
+            "reward_std": float(rewards.std()),
+            "frac_zero_std_groups": float(groups_flat),
+            "response_len_mean": n_tokens / mask.shape[0],
+            "lr": self.scheduler.get_last_lr()[0],
+            "rollout_s": t_roll,
+            "train_s": t_train,
+            "step_s": step_s,
+            "tokens_per_s": n_tokens / step_s,
+            "rollout_tokens_per_s": n_tokens / max(t_roll, 1e-9),
+            "train_tokens_per_s": stats.get("train_tokens", 0.0) / max(t_train, 1e-9),
+            "skipped": skipped,
+            **{k: v for k, v in stats.items() if k != "train_tokens"},
+        }
+        for key in ("clip_frac", "high_prob_frac", "grad_norm", "pg_loss", "entropic_term", "ppo_kl"):
+            row.setdefault(key, float("nan"))
+        if skipped:
+            log.warning("step %d skipped: non-finite entropy or loss", self.step_count)
+        return row
+
+    def train(self) -> list[dict[str, Any]]:
+        cfg = self.cfg.train
+        rows = []
+        try:
+            while self.step_count < cfg.steps:
+                row = self.step()
+                self.logger.log(row)
+                rows.append(row)
+                if cfg.save_every and self.step_count % cfg.save_every == 0 and self.step_count < cfg.steps:
+                    self.save()
+            self.save()
+        finally:
+            self.logger.close()
+        return rows
+
+
+def train(cfg: RLConfig) -> list[dict[str, Any]]:
+    """Run (or resume) an RL training run; returns the metrics rows of this invocation."""
+    return Trainer(cfg).train()
+
