@@ -7,10 +7,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from .metrics import read_metrics  # noqa: E402
+from .metrics import read_metrics
 
 __all__ = ["moving_average", "plot_runs"]
 

@@ -75,7 +75,7 @@ def sft(cfg: SFTConfig) -> dict:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if (step + 1) % max(cfg.steps // 10, 1) == 0:
             log.info("sft step %d/%d loss %.4f", step + 1, cfg.steps, float(np.mean(losses[-20:])))
     out = Path(cfg.out)

@@ -52,15 +52,18 @@ def cases(draw, config: PlantConfig, *, max_alpha_star: float = 0.6) -> Case:
     bandit = draw(bandits())
     target = draw(st.floats(0.05, 0.2))
     rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
-    plant = BanditPlant(bandit, logits_with_entropy(bandit, target + 0.15, rng), config=config)
+    z0 = logits_with_entropy(bandit, target + 0.15, rng)
+    # start confident on the best arm (the regime of the theory: a policy confident on a worse
+    # arm is about to switch arms, and its k and b with it)
+    top, best = z0[0].argmax(), bandit.success[0].argmax()
+    z0[0, [top, best]] = z0[0, [best, top]]
+    plant = BanditPlant(bandit, z0, config=config)
     for _ in range(5000):
         if plant.entropy()[0] <= target:
             break
         plant.step(0.0)
     assume(plant.entropy()[0] <= target)
     z = plant.logits()[0]
-    # the regime of the theory: the policy is confident on the best arm, so the plant changes
-    # slowly (a policy confident on a worse arm is about to switch arms, and k and b with it)
     assume(z.argmax() == bandit.success.argmax())
     k, b = (float(x[0]) for x in local_linearisation(bandit, z, config))
     assume(k > 0 and abs(b) <= max_alpha_star * k)

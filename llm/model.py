@@ -1,0 +1,147 @@
+"""Models and tokenizers: build a tiny one locally, load and save any local Hugging Face causal LM.
+
+`build_tiny` writes a small Qwen2 or Llama model with random weights and a character-level
+fast tokenizer (one token per character of the task alphabet, plus ``<pad>``, ``<eos>``,
+``<unk>``), trained nowhere and downloaded from nowhere. `load_model` loads any local model
+directory: float32 on CPU, bfloat16 with SDPA attention on CUDA. Nothing here contacts a hub.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
+from transformers.utils import logging as hf_logging
+
+__all__ = ["SPECIAL_TOKENS", "build_tiny", "char_tokenizer", "count_parameters", "load_model", "save_model"]
+
+log = logging.getLogger(__name__)
+hf_logging.set_verbosity_error()
+hf_logging.disable_progress_bar()
+
+SPECIAL_TOKENS = ("<pad>", "<eos>", "<unk>")
+
+
+def char_tokenizer(alphabet: str) -> PreTrainedTokenizerFast:
+    """A fast tokenizer with one token per character of ``alphabet`` (spaces included)."""
+    chars = sorted(set(alphabet))
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
+    for ch in chars:
+        vocab.setdefault(ch, len(vocab))
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
+    core.decoder = decoders.Fuse()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>", padding_side="left"
+    )
+    return tok
+
+
+def build_tiny(
+    out_dir: str | Path,
+    *,
+    alphabet: str,
+    arch: str = "qwen2",
+    hidden_size: int = 128,
+    num_layers: int = 4,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
+    intermediate_size: int | None = None,
+    max_position_embeddings: int = 256,
+    seed: int = 0,
+) -> Path:
+    """Write a randomly initialised tiny causal LM and its character tokenizer to ``out_dir``."""
+    if arch not in ("qwen2", "llama"):
+        raise ValueError(f"arch must be 'qwen2' or 'llama', got {arch!r}")
+    tok = char_tokenizer(alphabet)
+    common = dict(
+        vocab_size=len(tok),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size or 3 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        max_position_embeddings=max_position_embeddings,
+        tie_word_embeddings=True,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=None,
+        rope_theta=10_000.0,
+    )
+    torch.manual_seed(seed)
+    if arch == "qwen2":
+        model = Qwen2ForCausalLM(Qwen2Config(**common))
+    else:
+        model = LlamaForCausalLM(LlamaConfig(**common))
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.bos_token_id = None
+    out = Path(out_dir)
+    save_model(model, tok, out)
+    meta = {"arch": arch, "parameters": count_parameters(model), "alphabet": "".join(sorted(set(alphabet))),
+            "hidden_size": hidden_size, "num_layers": num_layers, "num_heads": num_heads,
+            "num_kv_heads": num_kv_heads, "seed": seed}
+    (out / "tiny_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return out
+
+
+def load_model(path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
+    """(model, tokenizer) from a local directory; float32 on CPU, bfloat16 + SDPA on CUDA by default."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise ValueError(f"{path} is not a model directory (no config.json)")
+    device = torch.device(device)
+    if dtype is None:
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    kwargs = {"local_files_only": True, "dtype": dtype}
+    if device.type == "cuda":
+        kwargs["attn_implementation"] = "sdpa"
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs).to(device)
+    tok = _load_tokenizer(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return model, tok
+
+
+def _load_tokenizer(path: Path):
+    """The directory's tokenizer; a generic fast tokenizer is loaded as such.
+
+    AutoTokenizer would pick the tokenizer class of the *model* type (e.g. Qwen2Tokenizer)
+    and rebuild its pre-tokenizer, which breaks tokenizers that are not that model's own,
+    such as the character tokenizer of `build_tiny`.
+    """
+    cfg_file = path / "tokenizer_config.json"
+    cls = json.loads(cfg_file.read_text()).get("tokenizer_class") if cfg_file.is_file() else None
+    if cls in ("TokenizersBackend", "PreTrainedTokenizerFast"):
+        return PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
+    return AutoTokenizer.from_pretrained(path, local_files_only=True)
+
+
+def save_model(model, tokenizer, path: str | Path) -> Path:
+    """Save weights (safetensors), config and tokenizer so `load_model` restores them exactly."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())

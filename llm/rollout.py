@@ -1,0 +1,128 @@
+"""Batched sampling with a KV cache: completions, behaviour log-probs and per-token entropies.
+
+Prompts are left-padded into one (B, P) batch; position ids skip the padding
+(position = cumsum(mask) − 1), so a padded prompt sees the same positions as it would
+alone. One prefill, then one Python loop over new positions, each feeding the last token of
+every sequence through the cached model. At every position the logits are upcast to
+float32 and scaled by 1/T; from that one distribution come the sampled token, its log-prob
+(the behaviour log-prob π_old) and the full-vocabulary entropy — the entropy the controller
+measures, at no extra cost.
+
+The response mask covers every generated token up to and including EOS; after EOS a
+sequence emits pad tokens with mask 0. Sampling stops when every sequence has finished.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from transformers import DynamicCache
+
+__all__ = ["RolloutBatch", "generate", "left_pad"]
+
+
+@dataclass
+class RolloutBatch:
+    prompt_ids: torch.Tensor  # (B, P) left-padded
+    prompt_mask: torch.Tensor  # (B, P) 1 on prompt tokens
+    response_ids: torch.Tensor  # (B, T) pad after EOS
+    response_mask: torch.Tensor  # (B, T) 1 up to and including EOS
+    logprobs: torch.Tensor  # (B, T) float32 log π(token) at temperature T; 0 where masked
+    entropy: torch.Tensor  # (B, T) float32 full-vocabulary entropy (nats) at temperature T; 0 where masked
+
+    @property
+    def input_ids(self) -> torch.Tensor:
+        return torch.cat([self.prompt_ids, self.response_ids], dim=1)
+
+    @property
+    def attention_mask(self) -> torch.Tensor:
+        # response positions after EOS are masked too; the model never attends to them
+        return torch.cat([self.prompt_mask, self.response_mask], dim=1)
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.response_mask.sum(-1)
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.response_mask.sum())
+
+    def to(self, device) -> RolloutBatch:
+        return RolloutBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+
+def left_pad(prompt_ids: list[list[int]], pad_id: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask) of shape (B, P): each prompt right-aligned, padding on the left."""
+    if not prompt_ids or any(len(p) == 0 for p in prompt_ids):
+        raise ValueError("every prompt must have at least one token")
+    width = max(len(p) for p in prompt_ids)
+    ids = torch.full((len(prompt_ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompt_ids), width), dtype=torch.long)
+    for i, p in enumerate(prompt_ids):
+        ids[i, width - len(p) :] = torch.as_tensor(p, dtype=torch.long)
+        mask[i, width - len(p) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+@torch.no_grad()
+def generate(
+    model,
+    prompt_ids: list[list[int]],
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    eos_id: int,
+    pad_id: int,
+    generator: torch.Generator | None = None,
+    device=None,
+) -> RolloutBatch:
+    """Sample up to ``max_new_tokens`` tokens for every prompt (temperature > 0)."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens!r}")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    prompt, pmask = left_pad(prompt_ids, pad_id, device)
+    b = prompt.shape[0]
+    attn = pmask
+    cache = DynamicCache()
+    out = model(
+        input_ids=prompt,
+        attention_mask=attn,
+        position_ids=(pmask.cumsum(-1) - 1).clamp(min=0),
+        past_key_values=cache,
+        use_cache=True,
+    )
+    logits = out.logits[:, -1]
+    next_pos = pmask.sum(-1, keepdim=True)  # (B, 1): position of the first new token
+    tokens = torch.full((b, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    alive = torch.zeros((b, max_new_tokens), dtype=torch.long, device=device)
+    logps = torch.zeros((b, max_new_tokens), dtype=torch.float32, device=device)
+    ents = torch.zeros((b, max_new_tokens), dtype=torch.float32, device=device)
+    done = torch.zeros(b, dtype=torch.bool, device=device)
+    check_every = 1 if device.type == "cpu" else 8  # "all finished?" is a host sync on GPUs
+    steps = max_new_tokens
+    for t in range(max_new_tokens):
+        logz = torch.log_softmax(logits.float() / temperature, dim=-1)  # (B, V)
+        probs = logz.exp()
+        tok = torch.multinomial(probs, 1, generator=generator)[:, 0]
+        live = ~done
+        tokens[:, t] = torch.where(live, tok, pad_id)
+        alive[:, t] = live
+        logps[:, t] = torch.where(live, logz.gather(-1, tok[:, None])[:, 0], 0.0)
+        ents[:, t] = torch.where(live, -(probs * logz).sum(-1), 0.0)
+        done = done | (tok == eos_id)
+        if t == max_new_tokens - 1 or ((t + 1) % check_every == 0 and bool(done.all())):
+            steps = t + 1
+            break
+        attn = torch.cat([attn, live[:, None].long()], dim=1)
+        out = model(
+            input_ids=tokens[:, t : t + 1],
+            attention_mask=attn,
+            position_ids=next_pos + t,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        logits = out.logits[:, -1]
+    return RolloutBatch(prompt, pmask, tokens[:, :steps], alive[:, :steps], logps[:, :steps], ents[:, :steps])
