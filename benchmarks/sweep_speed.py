@@ -95,8 +95,10 @@ def main() -> None:
     kp_n, ki_n = np.meshgrid(np.linspace(0, 3.5, args.grid), np.linspace(0, 2.0, args.grid))
     kp, ki = (kp_n / k).ravel(), (ki_n / k).ravel()
     print(f"sweep: {kp.size} loops x {args.arms} arms x {args.steps} steps, exact on-policy GRPO + EntroPIC")
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
 
     t0 = time.perf_counter()
     BanditPlant(bandit, z0, loops=kp.size, config=cfg, backend="torch", compile=True).step(np.zeros(kp.size))

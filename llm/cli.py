@@ -28,8 +28,13 @@ from .config import ConfigError, EvalConfig, InitTinyConfig, MakeDataConfig, RLC
 def _flat_flags(parser: argparse.ArgumentParser, cls) -> None:
     """One ``--field`` flag per field of a flat config dataclass (values parsed as TOML)."""
     for f in dataclasses.fields(cls):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f"flag:{f.name}", default=None, metavar="VALUE",
-                            help=f"(default {f.default!r})")
+        parser.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            dest=f"flag:{f.name}",
+            default=None,
+            metavar="VALUE",
+            help=f"(default {f.default!r})",
+        )
 
 
 def _overrides(args) -> list[str]:
@@ -38,7 +43,7 @@ def _overrides(args) -> list[str]:
     for key, value in vars(args).items():
         if not key.startswith("flag:") or value is None:
             continue
-        name = key[len("flag:"):]
+        name = key[len("flag:") :]
         if isinstance(value, bool):
             items.append(f"{name}={'true' if value else 'false'}")
         else:
@@ -69,10 +74,22 @@ def _train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", dest="flag:train.out", help="run directory (train.out)")
     p.add_argument("--steps", dest="flag:train.steps", help="RL steps (train.steps)")
     p.add_argument("--seed", dest="flag:train.seed", help="seed (train.seed)")
-    p.add_argument("--resume", dest="flag:train.resume", action="store_const", const=True, default=None,
-                   help="continue from the newest checkpoint in the run directory")
-    p.add_argument("--no-control", dest="flag:control.enabled", action="store_const", const=False, default=None,
-                   help="plain GRPO (control.enabled = false)")
+    p.add_argument(
+        "--resume",
+        dest="flag:train.resume",
+        action="store_const",
+        const=True,
+        default=None,
+        help="continue from the newest checkpoint in the run directory",
+    )
+    p.add_argument(
+        "--no-control",
+        dest="flag:control.enabled",
+        action="store_const",
+        const=False,
+        default=None,
+        help="plain GRPO (control.enabled = false)",
+    )
     p.add_argument("--no-progress", dest="flag:train.progress", action="store_const", const=False, default=None)
 
 
@@ -84,9 +101,17 @@ def cmd_init_tiny(args) -> int:
     cfg = load_config(InitTinyConfig, args.config, _overrides(args))
     if not cfg.out:
         raise ConfigError("out must be a directory path")
-    path = build_tiny(cfg.out, arch=cfg.arch, alphabet=alphabet(), hidden_size=cfg.hidden_size,
-                      num_layers=cfg.num_layers, num_heads=cfg.num_heads, num_kv_heads=cfg.num_kv_heads,
-                      max_position_embeddings=cfg.max_position_embeddings, seed=cfg.seed)
+    path = build_tiny(
+        cfg.out,
+        arch=cfg.arch,
+        alphabet=alphabet(),
+        hidden_size=cfg.hidden_size,
+        num_layers=cfg.num_layers,
+        num_heads=cfg.num_heads,
+        num_kv_heads=cfg.num_kv_heads,
+        max_position_embeddings=cfg.max_position_embeddings,
+        seed=cfg.seed,
+    )
     model, tok = load_model(path)
     print(f"wrote {path}: {cfg.arch}, {count_parameters(model):,} parameters, vocabulary {len(tok)}")
     return 0
@@ -99,12 +124,14 @@ def cmd_make_data(args) -> int:
     cfg = load_config(MakeDataConfig, args.config, _overrides(args))
     if not cfg.out:
         raise ConfigError("out must be a directory path")
-    train, test = make_dataset(cfg.task, cfg.n_train, cfg.n_test, cfg.difficulty, cfg.seed)
+    train, test = make_dataset(cfg.task, cfg.n_train, cfg.n_test, cfg.difficulty, cfg.seed, cfg.ops)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / "train.jsonl", train)
     write_jsonl(out / "test.jsonl", test)
-    print(f"wrote {out}/train.jsonl ({len(train)}) and test.jsonl ({len(test)}): {cfg.task}, difficulty {cfg.difficulty}")
+    print(
+        f"wrote {out}/train.jsonl ({len(train)}) and test.jsonl ({len(test)}): {cfg.task}, difficulty {cfg.difficulty}"
+    )
     return 0
 
 
@@ -127,8 +154,10 @@ def cmd_train(args) -> int:
     rows = train(cfg)
     if rows:
         last = rows[-1]
-        print(f"trained to step {last['step']}: entropy {last['entropy']:.4f} (target {last['entropy_target']:.4g}), "
-              f"alpha {last['alpha']:+.3f}, reward {last['reward_mean']:.3f}; run dir {cfg.train.out}")
+        print(
+            f"trained to step {last['step']}: entropy {last['entropy']:.4f} (target {last['entropy_target']:.4g}), "
+            f"alpha {last['alpha']:+.3f}, reward {last['reward_mean']:.3f}; run dir {cfg.train.out}"
+        )
     return 0
 
 
@@ -166,8 +195,12 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m llm", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m llm",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("init-tiny", help="build a tiny model and tokenizer (no download)")

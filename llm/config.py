@@ -60,9 +60,15 @@ class ModelConfig:
     """'auto' (float32 on CPU, bfloat16 on CUDA), 'float32' or 'bfloat16'."""
 
     def __post_init__(self):
-        _need(self.dtype in ("auto", "float32", "bfloat16"), "model.dtype", "'auto', 'float32' or 'bfloat16'", self.dtype)
-        _need(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda"), "model.device",
-              "'auto', 'cpu' or 'cuda[:N]'", self.device)
+        _need(
+            self.dtype in ("auto", "float32", "bfloat16"), "model.dtype", "'auto', 'float32' or 'bfloat16'", self.dtype
+        )
+        _need(
+            self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda"),
+            "model.device",
+            "'auto', 'cpu' or 'cuda[:N]'",
+            self.device,
+        )
 
 
 @dataclasses.dataclass
@@ -115,8 +121,12 @@ class OptimConfig:
         _need(0 <= self.beta2 < 1, "optim.beta2", "in [0, 1)", self.beta2)
         _need(self.eps > 0, "optim.eps", "> 0", self.eps)
         _need(self.grad_clip >= 0, "optim.grad_clip", ">= 0", self.grad_clip)
-        _need(self.schedule in ("constant", "linear", "cosine"), "optim.schedule", "'constant', 'linear' or 'cosine'",
-              self.schedule)
+        _need(
+            self.schedule in ("constant", "linear", "cosine"),
+            "optim.schedule",
+            "'constant', 'linear' or 'cosine'",
+            self.schedule,
+        )
         _need(self.warmup_steps >= 0, "optim.warmup_steps", ">= 0", self.warmup_steps)
         _need(0 <= self.min_lr_ratio <= 1, "optim.min_lr_ratio", "in [0, 1]", self.min_lr_ratio)
 
@@ -149,8 +159,12 @@ class PPOConfig:
         _need(self.dual_clip == 0 or self.dual_clip > 1, "ppo.dual_clip", "0 (off) or > 1", self.dual_clip)
         _need(self.advantage in ("grpo", "dr_grpo"), "ppo.advantage", "'grpo' or 'dr_grpo'", self.advantage)
         _need(self.adv_eps >= 0, "ppo.adv_eps", ">= 0", self.adv_eps)
-        _need(self.old_logprobs in ("rollout", "recompute"), "ppo.old_logprobs", "'rollout' or 'recompute'",
-              self.old_logprobs)
+        _need(
+            self.old_logprobs in ("rollout", "recompute"),
+            "ppo.old_logprobs",
+            "'rollout' or 'recompute'",
+            self.old_logprobs,
+        )
 
     @property
     def on_policy(self) -> bool:
@@ -185,11 +199,19 @@ class ControlConfig:
         _need(self.kp >= 0 and math.isfinite(self.kp), "control.kp", "a finite number >= 0", self.kp)
         _need(self.ki >= 0 and math.isfinite(self.ki), "control.ki", "a finite number >= 0", self.ki)
         _need(0 < self.tau < 1, "control.tau", "in (0, 1)", self.tau)
-        _need(self.normalization in NORMALIZATIONS, "control.normalization", f"one of {NORMALIZATIONS}",
-              self.normalization)
+        _need(
+            self.normalization in NORMALIZATIONS,
+            "control.normalization",
+            f"one of {NORMALIZATIONS}",
+            self.normalization,
+        )
         _need(self.alpha_limit > 0, "control.alpha_limit", "> 0", self.alpha_limit)
-        _need(self.anti_windup in ANTI_WINDUP_MODES, "control.anti_windup", f"one of {ANTI_WINDUP_MODES}",
-              self.anti_windup)
+        _need(
+            self.anti_windup in ANTI_WINDUP_MODES,
+            "control.anti_windup",
+            f"one of {ANTI_WINDUP_MODES}",
+            self.anti_windup,
+        )
         _need(self.integral_limit >= 0, "control.integral_limit", ">= 0 (0 = none)", self.integral_limit)
         _need(0 < self.tracking_gain <= 1, "control.tracking_gain", "in (0, 1]", self.tracking_gain)
         try:
@@ -264,8 +286,9 @@ class RLConfig:
         _need(Path(self.model.path).is_dir(), "model.path", "an existing directory", self.model.path)
         _need(bool(self.data.train), "data.train", "a JSONL file", self.data.train)
         _need(Path(self.data.train).is_file(), "data.train", "an existing file", self.data.train)
-        _need(not self.data.test or Path(self.data.test).is_file(), "data.test", "an existing file or ''",
-              self.data.test)
+        _need(
+            not self.data.test or Path(self.data.test).is_file(), "data.test", "an existing file or ''", self.data.test
+        )
         _need(bool(self.train.out), "train.out", "a run directory", self.train.out)
 
 
@@ -287,10 +310,18 @@ class InitTinyConfig:
         _need(self.arch in ("qwen2", "llama"), "arch", "'qwen2' or 'llama'", self.arch)
         for name in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "max_position_embeddings"):
             _need(getattr(self, name) >= 1, name, "an integer >= 1", getattr(self, name))
-        _need(self.hidden_size % self.num_heads == 0, "hidden_size", f"a multiple of num_heads={self.num_heads}",
-              self.hidden_size)
-        _need(self.num_heads % self.num_kv_heads == 0, "num_kv_heads", f"a divisor of num_heads={self.num_heads}",
-              self.num_kv_heads)
+        _need(
+            self.hidden_size % self.num_heads == 0,
+            "hidden_size",
+            f"a multiple of num_heads={self.num_heads}",
+            self.hidden_size,
+        )
+        _need(
+            self.num_heads % self.num_kv_heads == 0,
+            "num_kv_heads",
+            f"a divisor of num_heads={self.num_heads}",
+            self.num_kv_heads,
+        )
 
 
 @dataclasses.dataclass
@@ -302,6 +333,8 @@ class MakeDataConfig:
     n_train: int = 2000
     n_test: int = 200
     difficulty: int = 2
+    ops: str = ""
+    """Arithmetic operations, e.g. "+" or "+-" ('' = the default for the difficulty)."""
     seed: int = 0
 
     def __post_init__(self):

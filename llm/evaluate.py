@@ -27,8 +27,16 @@ __all__ = ["evaluate", "evaluate_model"]
 
 @torch.no_grad()
 def evaluate_model(
-    model, tokenizer, examples: list[Example], *, k: int, temperature: float, max_new_tokens: int,
-    batch_size: int = 256, seed: int = 0, device=None,
+    model,
+    tokenizer,
+    examples: list[Example],
+    *,
+    k: int,
+    temperature: float,
+    max_new_tokens: int,
+    batch_size: int = 256,
+    seed: int = 0,
+    device=None,
 ) -> dict:
     """Sample k completions per example and return avg@k, pass@k and per-task figures."""
     device = device or next(model.parameters()).device
@@ -42,8 +50,16 @@ def evaluate_model(
     for start in range(0, len(flat), batch_size):
         chunk = flat[start : start + batch_size]
         prompts = [tokenizer(ex.prompt, add_special_tokens=False)["input_ids"] for ex in chunk]
-        batch = generate(model, prompts, max_new_tokens=max_new_tokens, temperature=temperature, eos_id=eos,
-                         pad_id=pad, generator=gen, device=device)
+        batch = generate(
+            model,
+            prompts,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            eos_id=eos,
+            pad_id=pad,
+            generator=gen,
+            device=device,
+        )
         texts = []
         for row, n in zip(batch.response_ids.tolist(), batch.response_mask.sum(-1).tolist(), strict=True):
             row = row[: int(n)]
@@ -61,16 +77,27 @@ def evaluate_model(
         "n": len(examples),
         "avg@k": float(r.mean()),
         "pass@k": float((r.max(1) > 0).mean()),
-        "by_task": {t: {"avg@k": float(r[ix].mean()), "pass@k": float((r[ix].max(1) > 0).mean()), "n": len(ix)}
-                    for t, ix in sorted(by_task.items())},
+        "by_task": {
+            t: {"avg@k": float(r[ix].mean()), "pass@k": float((r[ix].max(1) > 0).mean()), "n": len(ix)}
+            for t, ix in sorted(by_task.items())
+        },
     }
 
 
 def evaluate(cfg: EvalConfig) -> dict:
     device = resolve_device(cfg.device)
     model, tok = load_model(cfg.model, device=device)
-    res = evaluate_model(model, tok, load_jsonl(cfg.data), k=cfg.k, temperature=cfg.temperature,
-                         max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed, device=device)
+    res = evaluate_model(
+        model,
+        tok,
+        load_jsonl(cfg.data),
+        k=cfg.k,
+        temperature=cfg.temperature,
+        max_new_tokens=cfg.max_new_tokens,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        device=device,
+    )
     res |= {"model": cfg.model, "data": cfg.data, "temperature": cfg.temperature}
     if cfg.out:
         Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)

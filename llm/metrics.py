@@ -66,8 +66,15 @@ def _clean(value: Any) -> Any:
 class MetricsLogger:
     """Writes metrics rows; ``resume_step`` drops rows after that step (they are re-run)."""
 
-    def __init__(self, run_dir: str | Path, *, tensorboard: bool = True, resume_step: int | None = None,
-                 total_steps: int | None = None, progress: bool = False) -> None:
+    def __init__(
+        self,
+        run_dir: str | Path,
+        *,
+        tensorboard: bool = True,
+        resume_step: int | None = None,
+        total_steps: int | None = None,
+        progress: bool = False,
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.run_dir / "metrics.jsonl"

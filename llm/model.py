@@ -94,9 +94,16 @@ def build_tiny(
     model.generation_config.bos_token_id = None
     out = Path(out_dir)
     save_model(model, tok, out)
-    meta = {"arch": arch, "parameters": count_parameters(model), "alphabet": "".join(sorted(set(alphabet))),
-            "hidden_size": hidden_size, "num_layers": num_layers, "num_heads": num_heads,
-            "num_kv_heads": num_kv_heads, "seed": seed}
+    meta = {
+        "arch": arch,
+        "parameters": count_parameters(model),
+        "alphabet": "".join(sorted(set(alphabet))),
+        "hidden_size": hidden_size,
+        "num_layers": num_layers,
+        "num_heads": num_heads,
+        "num_kv_heads": num_kv_heads,
+        "seed": seed,
+    }
     (out / "tiny_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
 

@@ -31,8 +31,9 @@ def _series(rows, key):
     return np.array([np.nan if r.get(key) is None else r[key] for r in rows], dtype=float)
 
 
-def plot_runs(run_dirs: list[str | Path], out: str | Path, *, labels: list[str] | None = None,
-              smooth: int = 10, title: str = "") -> Path:
+def plot_runs(
+    run_dirs: list[str | Path], out: str | Path, *, labels: list[str] | None = None, smooth: int = 10, title: str = ""
+) -> Path:
     """Four stacked panels for one or several runs; raw values faint, moving averages bold."""
     labels = labels or [Path(d).name for d in run_dirs]
     fig, axes = plt.subplots(4, 1, figsize=(9, 11), sharex=True, constrained_layout=True)

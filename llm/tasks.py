@@ -1,13 +1,19 @@
 """Built-in synthetic verifiable tasks: multi-digit arithmetic and countdown.
 
-Prompts are short ASCII strings a character-level model can learn; answers are short.
+Prompts are short plain-ASCII strings a character-level model can learn; answers are short.
+Every character either task writes is in `alphabet`, from which the tiny model's tokenizer is built.
 
-- **arithmetic** (``difficulty`` = digits per operand, 1–6): ``"23+58="`` → ``"81"``;
-  operations + and − (answers may be negative), and × for 1- and 2-digit operands.
-- **countdown** (``difficulty`` = how many numbers, 2–5, each in 1..9):
-  ``"3 5 7>22:"`` → any expression using each number exactly once with + − * / and
-  parentheses that evaluates exactly to the target, e.g. ``"3*5+7"``. Targets are built from a
-  random expression over all the numbers (division only when exact), positive and < 1000.
+- **arithmetic** (``difficulty`` = digits per operand, 1–6; one-digit operands include 0):
+  ``"23+58="`` → ``"81"``. Operations + and − (answers may be negative, ``"12-47="`` →
+  ``"-35"``), and also × when the operands have at most 2 digits; ``ops`` (a subset of ``"+-*"``)
+  overrides that default.
+- **countdown** (``difficulty`` = how many numbers, 2–5, each drawn from 1..9, listed in ascending
+  order): ``"3 5 7 -> 22:"`` → ``"3*5+7"``. The target is built from a random binary expression
+  over all the numbers in a random order with + − * / (``ops``, a subset of ``"+-*/"``, restricts
+  them), where division is used only when exact so every intermediate value is an integer; the
+  target is a positive integer below 1000 and the reference answer is that expression written
+  with as few parentheses as possible. The reward accepts any expression using each number
+  exactly once that evaluates exactly to the target (see `llm.reward`).
 
 `make_dataset` returns disjoint, deduplicated train/test splits, deterministic in the seed.
 """
@@ -15,13 +21,26 @@ Prompts are short ASCII strings a character-level model can learn; answers are s
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 
 from .data import Example
 
-__all__ = ["TASKS", "alphabet", "make_arithmetic", "make_countdown", "make_dataset"]
+__all__ = [
+    "COUNTDOWN_MAX_NUMBER",
+    "COUNTDOWN_MAX_TARGET",
+    "TASKS",
+    "alphabet",
+    "make_arithmetic",
+    "make_countdown",
+    "make_dataset",
+]
+
+COUNTDOWN_MAX_NUMBER = 9
+COUNTDOWN_MAX_TARGET = 1000  # exclusive
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
 
 
 def alphabet() -> str:
@@ -29,12 +48,29 @@ def alphabet() -> str:
     return "0123456789+-*/()=>: "
 
 
-def make_arithmetic(n: int, rng: np.random.Generator, difficulty: int = 2) -> list[Example]:
-    """``n`` problems ``a op b =`` with ``difficulty``-digit operands."""
+def _check_ops(ops: str, allowed: str) -> str:
+    """``ops`` without repeats, or ValueError if it uses anything outside ``allowed``."""
+    if not isinstance(ops, str) or not set(ops) <= set(allowed):
+        raise ValueError(f"ops must be drawn from {allowed!r}, got {ops!r}")
+    return "".join(dict.fromkeys(ops))
+
+
+def _check_n(n: int) -> None:
+    if n < 0:
+        raise ValueError(f"number of examples must be >= 0, got {n}")
+
+
+# ----------------------------------------------------------------- arithmetic
+def make_arithmetic(n: int, rng: np.random.Generator, difficulty: int = 2, ops: str = "") -> list[Example]:
+    """``n`` problems ``"a op b="`` with ``difficulty``-digit operands and their integer answers.
+
+    ``ops`` picks the operations from ``"+-*"``; empty means ``"+-*"`` up to 2 digits, ``"+-"`` above.
+    """
+    _check_n(n)
     if not 1 <= difficulty <= 6:
         raise ValueError(f"arithmetic difficulty must be 1..6 digits, got {difficulty}")
+    ops = _check_ops(ops, "+-*") or ("+-*" if difficulty <= 2 else "+-")
     lo, hi = (0 if difficulty == 1 else 10 ** (difficulty - 1)), 10**difficulty
-    ops = "+-*" if difficulty <= 2 else "+-"
     out = []
     for _ in range(n):
         a, b = (int(x) for x in rng.integers(lo, hi, size=2))
@@ -44,81 +80,100 @@ def make_arithmetic(n: int, rng: np.random.Generator, difficulty: int = 2) -> li
     return out
 
 
-def _random_expression(nums: list[int], rng: np.random.Generator) -> tuple[str, Fraction]:
-    """Combine all numbers in random order with random operators (exact divisions only)."""
-    items: list[tuple[str, Fraction]] = [(str(x), Fraction(x)) for x in rng.permutation(nums).tolist()]
+# ------------------------------------------------------------------ countdown
+@dataclass(frozen=True)
+class _Expr:
+    text: str
+    value: Fraction
+    op: str | None = None  # the outermost operator; None for a number
+
+
+def _combine(a: _Expr, op: str, b: _Expr) -> _Expr:
+    """``a op b`` with parentheses only where precedence or a non-commutative op needs them."""
+    left = f"({a.text})" if a.op and _PRECEDENCE[a.op] < _PRECEDENCE[op] else a.text
+    right_needs = b.op and (
+        _PRECEDENCE[b.op] < _PRECEDENCE[op] or (_PRECEDENCE[b.op] == _PRECEDENCE[op] and op in "-/")
+    )
+    right = f"({b.text})" if right_needs else b.text
+    if op == "+":
+        value = a.value + b.value
+    elif op == "-":
+        value = a.value - b.value
+    elif op == "*":
+        value = a.value * b.value
+    else:
+        value = a.value / b.value
+    return _Expr(f"{left}{op}{right}", value, op)
+
+
+def _random_expression(nums: list[int], rng: np.random.Generator, ops: str) -> _Expr | None:
+    """A random binary expression over all ``nums`` (exact divisions only); None if ``ops`` cannot go on."""
+    items = [_Expr(str(x), Fraction(x)) for x in rng.permutation(nums).tolist()]
     while len(items) > 1:
         i = int(rng.integers(len(items) - 1))
-        (sa, va), (sb, vb) = items[i], items[i + 1]
-        op = "+-*/"[int(rng.integers(4))]
-        if op == "/" and (vb == 0 or (va / vb).denominator != 1):
-            op = "+"  # keep every intermediate value an integer
-        if op == "+":
-            value = va + vb
-        elif op == "-":
-            value = va - vb
-        elif op == "*":
-            value = va * vb
-        else:
-            value = va / vb
-        # parenthesise compound operands so the text evaluates exactly as built
-        items[i : i + 2] = [(f"{_wrap(sa)}{op}{_wrap(sb)}", value)]
-    text, value = items[0]
-    if text.startswith("(") and text.endswith(")") and _balanced(text[1:-1]):
-        text = text[1:-1]
-    return text, value
+        a, b = items[i], items[i + 1]
+        exact = b.value != 0 and (a.value / b.value).denominator == 1
+        usable = [op for op in ops if op != "/" or exact]
+        if not usable:
+            return None
+        items[i : i + 2] = [_combine(a, usable[int(rng.integers(len(usable)))], b)]
+    return items[0]
 
 
-def _wrap(text: str) -> str:
-    return text if text.isdigit() else f"({text})"
+def make_countdown(n: int, rng: np.random.Generator, difficulty: int = 3, ops: str = "") -> list[Example]:
+    """``n`` countdown problems over ``difficulty`` numbers in 1..9 with a reachable target.
 
-
-def _balanced(text: str) -> bool:
-    depth = 0
-    for ch in text:
-        depth += (ch == "(") - (ch == ")")
-        if depth < 0:
-            return False
-    return depth == 0
-
-
-def make_countdown(n: int, rng: np.random.Generator, difficulty: int = 3) -> list[Example]:
-    """``n`` countdown problems over ``difficulty`` numbers in 1..9 with a reachable target."""
+    ``ops`` restricts the operators of the generating expression (default ``"+-*/"``).
+    """
+    _check_n(n)
     if not 2 <= difficulty <= 5:
         raise ValueError(f"countdown difficulty must be 2..5 numbers, got {difficulty}")
-    out = []
+    ops = _check_ops(ops, "+-*/") or "+-*/"
+    out: list[Example] = []
+    budget = 1000 * (n + 1)
     while len(out) < n:
-        nums = sorted(int(x) for x in rng.integers(1, 10, size=difficulty))
-        text, value = _random_expression(nums, rng)
-        if value.denominator != 1 or not 0 < value < 1000:
+        budget -= 1
+        if budget < 0:
+            raise ValueError(f"could not build countdown problems with ops {ops!r} at difficulty {difficulty}")
+        nums = sorted(int(x) for x in rng.integers(1, COUNTDOWN_MAX_NUMBER + 1, size=difficulty))
+        expr = _random_expression(nums, rng, ops)
+        if expr is None or expr.value.denominator != 1 or not 0 < expr.value < COUNTDOWN_MAX_TARGET:
             continue
-        target = int(value)
-        prompt = f"{' '.join(map(str, nums))}>{target}:"
-        out.append(Example(prompt=prompt, answer=text, task="countdown", meta={"numbers": nums, "target": target}))
+        target = int(expr.value)
+        prompt = f"{' '.join(map(str, nums))} -> {target}:"
+        out.append(Example(prompt, expr.text, "countdown", {"numbers": nums, "target": target}))
     return out
 
 
+# -------------------------------------------------------------------- splits
 TASKS: dict[str, Callable[..., list[Example]]] = {"arithmetic": make_arithmetic, "countdown": make_countdown}
 
 
-def make_dataset(task: str, n_train: int, n_test: int, difficulty: int, seed: int) -> tuple[list[Example], list[Example]]:
-    """Disjoint train/test splits (no prompt in both, no duplicates), deterministic in ``seed``."""
+def make_dataset(
+    task: str, n_train: int, n_test: int, difficulty: int, seed: int, ops: str = ""
+) -> tuple[list[Example], list[Example]]:
+    """Disjoint train/test splits (no prompt in both, no duplicates), deterministic in ``seed``.
+
+    ``ops`` restricts the operations (arithmetic: from ``"+-*"``; countdown: from ``"+-*/"``).
+    Raises ValueError for an unknown task, or when the task has too few distinct prompts.
+    """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {sorted(TASKS)}")
+    if n_train < 0 or n_test < 0:
+        raise ValueError(f"split sizes must be >= 0, got n_train={n_train}, n_test={n_test}")
     rng = np.random.default_rng(seed)
-    seen: dict[str, Example] = {}
-    attempts = 0
     want = n_train + n_test
-    while len(seen) < want:
-        batch = TASKS[task](max(want - len(seen), 16), rng, difficulty)
-        for ex in batch:
+    seen: dict[str, Example] = {}
+    for _ in range(200):  # enough draws to find all but a vanishing fraction of the distinct prompts
+        if len(seen) >= want:
+            break
+        for ex in TASKS[task](max(want - len(seen), 16), rng, difficulty, ops):
             seen.setdefault(ex.prompt, ex)
-        attempts += 1
-        if attempts > 200:
-            raise ValueError(
-                f"only {len(seen)} distinct {task} prompts at difficulty {difficulty}; ask for fewer or raise it"
-            )
+    if len(seen) < want:
+        raise ValueError(
+            f"found only {len(seen)} distinct {task} prompts at difficulty {difficulty}, need {want}; "
+            "ask for fewer or raise the difficulty"
+        )
     examples = list(seen.values())[:want]
-    order = rng.permutation(len(examples))
-    examples = [examples[i] for i in order]
+    examples = [examples[i] for i in rng.permutation(len(examples))]
     return examples[:n_train], examples[n_train:]

@@ -117,7 +117,11 @@ class Trainer:
         self._prompt_cache: dict[str, list[int]] = {}
         o = cfg.optim
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, weight_decay=o.weight_decay,
+            self.model.parameters(),
+            lr=o.lr,
+            betas=(o.beta1, o.beta2),
+            eps=o.eps,
+            weight_decay=o.weight_decay,
             fused=self.device.type == "cuda",
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -125,8 +129,11 @@ class Trainer:
         )
         self.controller = build_controller(cfg)
         self.loss_cfg = PolicyLossConfig(
-            eps_low=cfg.ppo.eps_low, eps_high=cfg.ppo.eps_high, dual_clip=cfg.ppo.dual_clip,
-            tau=cfg.control.tau, normalization=cfg.control.normalization,
+            eps_low=cfg.ppo.eps_low,
+            eps_high=cfg.ppo.eps_high,
+            dual_clip=cfg.ppo.dual_clip,
+            tau=cfg.control.tau,
+            normalization=cfg.control.normalization,
         )
         self.generators = {
             "rollout": torch.Generator(device=self.device).manual_seed(cfg.train.seed),
@@ -139,8 +146,11 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2, default=str) + "\n")
         self.logger = MetricsLogger(
-            self.run_dir, tensorboard=cfg.train.tensorboard, resume_step=resume_step,
-            total_steps=cfg.train.steps, progress=cfg.train.progress,
+            self.run_dir,
+            tensorboard=cfg.train.tensorboard,
+            resume_step=resume_step,
+            total_steps=cfg.train.steps,
+            progress=cfg.train.progress,
         )
         if resume_step is None:
             self.logger.text("config", "```\n" + json.dumps(config_to_dict(cfg), indent=2, default=str) + "\n```")
@@ -159,8 +169,12 @@ class Trainer:
 
     def save(self) -> Path:
         return save_checkpoint(
-            self.ckpt_dir, self.step_count, model=self.model, tokenizer=self.tokenizer,
-            trainer_state=self._trainer_state(), keep_last=self.cfg.train.keep_last,
+            self.ckpt_dir,
+            self.step_count,
+            model=self.model,
+            tokenizer=self.tokenizer,
+            trainer_state=self._trainer_state(),
+            keep_last=self.cfg.train.keep_last,
         )
 
     def _maybe_resume(self) -> int | None:
@@ -200,9 +214,14 @@ class Trainer:
         prompts = [self._prompt_ids(ex.prompt) for ex in examples for _ in range(g)]
         self.rollout_model.eval()
         batch = generate(
-            self.rollout_model, prompts, max_new_tokens=self.cfg.rollout.max_new_tokens,
-            temperature=self.cfg.rollout.temperature, eos_id=self.eos_id, pad_id=self.pad_id,
-            generator=self.generators["rollout"], device=self.device,
+            self.rollout_model,
+            prompts,
+            max_new_tokens=self.cfg.rollout.max_new_tokens,
+            temperature=self.cfg.rollout.temperature,
+            eos_id=self.eos_id,
+            pad_id=self.pad_id,
+            generator=self.generators["rollout"],
+            device=self.device,
         )
         self.model.train()
         ids = batch.response_ids.tolist()
@@ -238,15 +257,21 @@ class Trainer:
         old_all = batch.logprobs
         if not on_policy and ppo.old_logprobs == "recompute":
             with torch.no_grad():
-                old_all = torch.cat([
-                    self._logprobs(input_ids[mi], attn[mi], batch.response_ids[mi], p)[0]
-                    for mi in torch.arange(n_seq).split(micro)
-                ])
+                old_all = torch.cat(
+                    [
+                        self._logprobs(input_ids[mi], attn[mi], batch.response_ids[mi], p)[0]
+                        for mi in torch.arange(n_seq).split(micro)
+                    ]
+                )
         behaviour_high = (batch.logprobs.exp() > self.cfg.control.tau) & batch.response_mask.bool()
         sums: dict[str, float] = {}
         norms, tokens_seen = [], 0.0
         for _ in range(ppo.epochs):
-            perm = torch.randperm(n_seq, generator=self.generators["shuffle"]) if ppo.minibatches > 1 else torch.arange(n_seq)
+            perm = (
+                torch.randperm(n_seq, generator=self.generators["shuffle"])
+                if ppo.minibatches > 1
+                else torch.arange(n_seq)
+            )
             for j in range(ppo.minibatches):
                 idx = perm[j * mini : (j + 1) * mini].to(self.device)
                 n_tok = float(batch.response_mask[idx].sum())
@@ -289,7 +314,9 @@ class Trainer:
     def _logprobs(self, input_ids, attn, response_ids, prompt_len):
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
         with autocast:
-            return response_logprobs(self.model, input_ids, attn, response_ids, temperature=self.cfg.rollout.temperature)
+            return response_logprobs(
+                self.model, input_ids, attn, response_ids, temperature=self.cfg.rollout.temperature
+            )
 
     # ------------------------------------------------------------------- step
     def step(self) -> dict[str, Any]:
@@ -375,4 +402,3 @@ class Trainer:
 def train(cfg: RLConfig) -> list[dict[str, Any]]:
     """Run (or resume) an RL training run; returns the metrics rows of this invocation."""
     return Trainer(cfg).train()
-

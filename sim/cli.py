@@ -72,7 +72,9 @@ def cmd_stability(args) -> int:
     for plant in args.plant:
         cfg = _plant_config(args, plant)
         t0 = time.perf_counter()
-        op = find_operating_point(bandit, cfg, z0, args.target, min_hold=args.hold, max_hold=max(args.hold, args.max_hold))
+        op = find_operating_point(
+            bandit, cfg, z0, args.target, min_hold=args.hold, max_hold=max(args.hold, args.max_hold)
+        )
         t_op = time.perf_counter() - t0
         res = sweep_gains(
             bandit, cfg, op, kp_norm, ki_norm, steps=args.steps, backend=backend, compile=not args.no_compile
@@ -83,14 +85,40 @@ def cmd_stability(args) -> int:
         _write_json(out / f"stability_{plant}.json", info)
         with open(out / f"stability_{plant}.csv", "w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(["kp_norm", "ki_norm", "kp", "ki", "jury_stable", "converged_sim", "converged_pred",
-                        "final_error_sim", "final_error_pred", "settling_sim", "settling_pred", "overshoot_sim"])
+            w.writerow(
+                [
+                    "kp_norm",
+                    "ki_norm",
+                    "kp",
+                    "ki",
+                    "jury_stable",
+                    "converged_sim",
+                    "converged_pred",
+                    "final_error_sim",
+                    "final_error_pred",
+                    "settling_sim",
+                    "settling_pred",
+                    "overshoot_sim",
+                ]
+            )
             for i, kin in enumerate(ki_norm):
                 for j, kpn in enumerate(kp_norm):
-                    w.writerow([kpn, kin, kpn / op.k, kin / op.k, bool(res.jury_stable[i, j]),
-                                bool(res.sim["converged"][i, j]), bool(res.pred["converged"][i, j]),
-                                res.sim["final"][i, j], res.pred["final"][i, j],
-                                res.sim["settling"][i, j], res.pred["settling"][i, j], res.sim["overshoot"][i, j]])
+                    w.writerow(
+                        [
+                            kpn,
+                            kin,
+                            kpn / op.k,
+                            kin / op.k,
+                            bool(res.jury_stable[i, j]),
+                            bool(res.sim["converged"][i, j]),
+                            bool(res.pred["converged"][i, j]),
+                            res.sim["final"][i, j],
+                            res.pred["final"][i, j],
+                            res.sim["settling"][i, j],
+                            res.pred["settling"][i, j],
+                            res.sim["overshoot"][i, j],
+                        ]
+                    )
         print(
             f"{plant:>3}-policy: {100 * res.agreement:.2f} % of {res.sim['converged'].size} cells agree "
             f"(simulation vs linear prediction); k = {op.k:.4g}, b = {op.b:.3g}, alpha* = {op.alpha:+.3f}; "
@@ -123,11 +151,23 @@ def cmd_compare(args) -> int:
         inside = band is not None and band[0] <= args.target <= band[1]
         high = (band[1] if band else args.target) + args.outside_margin
         windup = windup_experiment(
-            bandit, cfg, z0, high_target=high, low_target=args.target, switch_step=args.steps // 2,
-            steps=args.steps + args.steps // 2, k_ref=k_ref, kp_norm=args.kp_norm, ki_norm=args.ki_norm,
+            bandit,
+            cfg,
+            z0,
+            high_target=high,
+            low_target=args.target,
+            switch_step=args.steps // 2,
+            steps=args.steps + args.steps // 2,
+            k_ref=k_ref,
+            kp_norm=args.kp_norm,
+            ki_norm=args.ki_norm,
         )
-        plot_windup(windup, args.steps // 2, out / f"windup_{plant}.png",
-                    title=f"{title}: target {high:.2f} (outside the band) then {args.target:g}")
+        plot_windup(
+            windup,
+            args.steps // 2,
+            out / f"windup_{plant}.png",
+            title=f"{title}: target {high:.2f} (outside the band) then {args.target:g}",
+        )
         results[plant] = {
             "title": title,
             "band": band,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from hypothesis import assume, settings
+from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
 
 from pic import PIController
@@ -18,6 +18,11 @@ from sim.plant import BanditPlant, PlantConfig
 
 # bandit examples are ~100x costlier than the linear-plant ones: scale the profile down
 BANDIT_EXAMPLES = max(5, settings.default.max_examples // 12)
+# About two thirds of random (bandit, target) pairs are outside the reachable band with margin
+# and are rejected by `assume`: that is the domain of the theorems, so the filter is intended.
+BANDIT_SETTINGS = settings(
+    max_examples=BANDIT_EXAMPLES, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow]
+)
 
 
 @dataclass

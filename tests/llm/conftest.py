@@ -22,5 +22,6 @@ def tiny_llama_dir(tmp_path_factory):
     from llm.tasks import alphabet
 
     out = tmp_path_factory.mktemp("tiny_llama")
-    return build_tiny(out, arch="llama", alphabet=alphabet(), hidden_size=32, num_layers=2, num_heads=2,
-                      num_kv_heads=1, seed=1)
+    return build_tiny(
+        out, arch="llama", alphabet=alphabet(), hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, seed=1
+    )

@@ -18,8 +18,10 @@ def test_defaults_are_valid_and_official_gains():
 
 def test_toml_then_overrides(tmp_path):
     f = tmp_path / "c.toml"
-    f.write_text('[ppo]\nepochs = 2\nminibatches = 4\n[control]\nkp = 3\ntarget = 0.3\n')
-    cfg = load_config(RLConfig, f, ["control.ki=0.05", "optim.lr=1e-5", "train.out=runs/x", "control.anti_windup=clamp"])
+    f.write_text("[ppo]\nepochs = 2\nminibatches = 4\n[control]\nkp = 3\ntarget = 0.3\n")
+    cfg = load_config(
+        RLConfig, f, ["control.ki=0.05", "optim.lr=1e-5", "train.out=runs/x", "control.anti_windup=clamp"]
+    )
     assert cfg.ppo.epochs == 2 and cfg.ppo.minibatches == 4 and not cfg.ppo.on_policy
     assert cfg.control.kp == 3.0 and isinstance(cfg.control.kp, float)  # ints become floats
     assert cfg.control.ki == 0.05 and cfg.optim.lr == 1e-5

@@ -64,8 +64,9 @@ def test_chunked_logprobs_and_entropy_equal_the_naive_computation(chunk, tempera
     gen = torch.Generator().manual_seed(0)
     model = TinyLM().double()
     ids, attn, resp, _ = _batch(gen)
-    logp, ent = response_logprobs(model, ids, attn, resp, temperature=temperature, with_entropy=True,
-                                  chunk_tokens=chunk)
+    logp, ent = response_logprobs(
+        model, ids, attn, resp, temperature=temperature, with_entropy=True, chunk_tokens=chunk
+    )
     p = ids.shape[1] - resp.shape[1]
     z = model.full_logits(ids, attn)[:, p - 1 : -1] / temperature
     ref_logp = torch.log_softmax(z, -1).gather(-1, resp[..., None])[..., 0]

@@ -29,8 +29,15 @@ def test_cached_batched_sampling_matches_full_forward(fixture, temperature, requ
     model, tok = load_model(request.getfixturevalue(fixture))
     prompts = [tok(p, add_special_tokens=False)["input_ids"] for p in PROMPTS]
     gen = torch.Generator().manual_seed(0)
-    batch = generate(model, prompts, max_new_tokens=10, temperature=temperature, eos_id=tok.eos_token_id,
-                     pad_id=tok.pad_token_id, generator=gen)
+    batch = generate(
+        model,
+        prompts,
+        max_new_tokens=10,
+        temperature=temperature,
+        eos_id=tok.eos_token_id,
+        pad_id=tok.pad_token_id,
+        generator=gen,
+    )
     assert batch.prompt_ids.shape == (4, max(map(len, prompts)))
     with torch.no_grad():
         for i, p in enumerate(prompts):
@@ -55,8 +62,14 @@ def test_eos_ends_a_sequence(tiny_model_dir):
 
     model.forward = forward
     prompts = [tok(p, add_special_tokens=False)["input_ids"] for p in PROMPTS * 8]
-    batch = generate(model, prompts, max_new_tokens=12, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
-                     generator=torch.Generator().manual_seed(3))
+    batch = generate(
+        model,
+        prompts,
+        max_new_tokens=12,
+        eos_id=tok.eos_token_id,
+        pad_id=tok.pad_token_id,
+        generator=torch.Generator().manual_seed(3),
+    )
     eos = batch.response_ids == tok.eos_token_id
     assert eos.any(1).all()  # with this bias every sequence finished
     first = eos.float().argmax(1)
@@ -71,8 +84,17 @@ def test_eos_ends_a_sequence(tiny_model_dir):
 def test_same_seed_same_batch(tiny_model_dir):
     model, tok = load_model(tiny_model_dir)
     prompts = [tok(p, add_special_tokens=False)["input_ids"] for p in PROMPTS]
-    a, b = (generate(model, prompts, max_new_tokens=8, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
-                     generator=torch.Generator().manual_seed(7)) for _ in range(2))
+    a, b = (
+        generate(
+            model,
+            prompts,
+            max_new_tokens=8,
+            eos_id=tok.eos_token_id,
+            pad_id=tok.pad_token_id,
+            generator=torch.Generator().manual_seed(7),
+        )
+        for _ in range(2)
+    )
     assert torch.equal(a.response_ids, b.response_ids) and torch.equal(a.logprobs, b.logprobs)
 
 

@@ -40,17 +40,37 @@ def data_file(tmp_path_factory):
 
 
 def _cfg(model, data, out, *extra):
-    return load_config(RLConfig, None, [
-        f"model.path={json.dumps(str(model))}", f"data.train={json.dumps(str(data))}", f"train.out={json.dumps(str(out))}",
-        "data.prompts_per_step=4", "rollout.group_size=4", "rollout.max_new_tokens=4", "train.steps=6",
-        "train.progress=false", "train.tensorboard=false", "control.target=2.0", "control.kp=2.0",
-        "optim.lr=1e-3", *extra,
-    ])
+    return load_config(
+        RLConfig,
+        None,
+        [
+            f"model.path={json.dumps(str(model))}",
+            f"data.train={json.dumps(str(data))}",
+            f"train.out={json.dumps(str(out))}",
+            "data.prompts_per_step=4",
+            "rollout.group_size=4",
+            "rollout.max_new_tokens=4",
+            "train.steps=6",
+            "train.progress=false",
+            "train.tensorboard=false",
+            "control.target=2.0",
+            "control.kp=2.0",
+            "optim.lr=1e-3",
+            *extra,
+        ],
+    )
 
 
 def test_a_few_steps_change_the_model_and_log_everything(tiny_model_dir, data_file, tmp_path):
-    cfg = _cfg(tiny_model_dir, data_file, tmp_path / "run", "ppo.epochs=2", "ppo.minibatches=2",
-               "ppo.micro_batch_size=4", "train.tensorboard=true")
+    cfg = _cfg(
+        tiny_model_dir,
+        data_file,
+        tmp_path / "run",
+        "ppo.epochs=2",
+        "ppo.minibatches=2",
+        "ppo.micro_batch_size=4",
+        "train.tensorboard=true",
+    )
     trainer = Trainer(cfg)
     before = [p.detach().clone() for p in trainer.model.parameters()]
     rows = trainer.train()
@@ -58,8 +78,18 @@ def test_a_few_steps_change_the_model_and_log_everything(tiny_model_dir, data_fi
     changed = [not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True)]
     assert all(changed)
     logged = read_metrics(tmp_path / "run")
-    required = {"step", "entropy", "entropy_target", "alpha", "integral", "reward_mean", "clip_frac",
-                "high_prob_frac", "grad_norm", "tokens_per_s"}
+    required = {
+        "step",
+        "entropy",
+        "entropy_target",
+        "alpha",
+        "integral",
+        "reward_mean",
+        "clip_frac",
+        "high_prob_frac",
+        "grad_norm",
+        "tokens_per_s",
+    }
     assert required <= set(logged[0])
     assert [r["step"] for r in logged] == list(range(1, 7))
     assert all(r["alpha"] != 0 for r in logged)  # the controller acted

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from bandit_cases import BANDIT_EXAMPLES, cases, run_loops
-from hypothesis import assume, given, settings
+from bandit_cases import BANDIT_SETTINGS, cases, run_loops
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from sim.identify import local_linearisation
@@ -23,14 +23,14 @@ ON_SMALL_STEPS = PlantConfig(lr=0.1)
 OFF = PlantConfig(lr=1.0, epochs=4)
 
 
-@settings(max_examples=BANDIT_EXAMPLES)
+@BANDIT_SETTINGS
 @given(case=cases(ON_SMALL_STEPS), kp_n=st.floats(0.6, 0.9))
 def test_p_on_policy_converges(case, kp_n):
     errors, _, _ = run_loops(case, kp_n / case.k, 0.0, steps=600)
     assert np.abs(errors[-100:]).max() <= 1e-3
 
 
-@settings(max_examples=BANDIT_EXAMPLES)
+@BANDIT_SETTINGS
 @given(case=cases(OFF), kp_n=st.floats(0.1, 0.5))
 def test_p_off_policy_settles_at_b_over_k_kp(case, kp_n):
     kp = kp_n / case.k

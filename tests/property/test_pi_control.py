@@ -12,8 +12,8 @@ Run: python -m pytest tests/property/test_pi_control.py
 from __future__ import annotations
 
 import numpy as np
-from bandit_cases import BANDIT_EXAMPLES, cases, run_loops
-from hypothesis import given, settings
+from bandit_cases import BANDIT_SETTINGS, cases, run_loops
+from hypothesis import given
 from hypothesis import strategies as st
 
 from pic.stability import is_stable
@@ -24,7 +24,7 @@ ON = PlantConfig(lr=1.0)
 OFF = PlantConfig(lr=1.0, epochs=4)
 
 
-@settings(max_examples=BANDIT_EXAMPLES)
+@BANDIT_SETTINGS
 @given(
     case=st.sampled_from([ON, OFF]).flatmap(cases),
     kp_n=st.floats(0.2, 0.6),
@@ -38,7 +38,7 @@ def test_pi_converges_to_zero_error(case, kp_n, ki_frac):
     assert np.abs(errors[-100:]).max() <= 1e-3
 
 
-@settings(max_examples=BANDIT_EXAMPLES)
+@BANDIT_SETTINGS
 @given(
     case=st.sampled_from([ON, OFF]).flatmap(cases),
     kp_n=st.floats(2.6, 4.0),

@@ -37,8 +37,25 @@ def test_linear(tmp_path, capsys):
 
 
 def test_stability_tiny(tmp_path, capsys):
-    args = ["stability", "--out", str(tmp_path), "--grid", "4", "--steps", "150", "--arms", "20",
-            "--plant", "off", "--hold", "300", "--max-hold", "600", "--backend", "numpy"]
+    args = [
+        "stability",
+        "--out",
+        str(tmp_path),
+        "--grid",
+        "4",
+        "--steps",
+        "150",
+        "--arms",
+        "20",
+        "--plant",
+        "off",
+        "--hold",
+        "300",
+        "--max-hold",
+        "600",
+        "--backend",
+        "numpy",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "cells agree" in out
@@ -50,7 +67,19 @@ def test_stability_tiny(tmp_path, capsys):
 
 
 def test_compare_tiny(tmp_path, capsys):
-    args = ["compare", "--out", str(tmp_path), "--steps", "400", "--band-steps", "600", "--arms", "20", "--plant", "off"]
+    args = [
+        "compare",
+        "--out",
+        str(tmp_path),
+        "--steps",
+        "400",
+        "--band-steps",
+        "600",
+        "--arms",
+        "20",
+        "--plant",
+        "off",
+    ]
     assert main(args) == 0
     res = json.loads((tmp_path / "compare.json").read_text())
     names = [r["name"] for r in res["off"]["runs"]]
@@ -60,8 +89,25 @@ def test_compare_tiny(tmp_path, capsys):
 
 
 def test_bad_target_is_one_line_error(tmp_path, capsys):
-    args = ["stability", "--out", str(tmp_path), "--grid", "2", "--steps", "10", "--arms", "20",
-            "--plant", "off", "--hold", "100", "--backend", "numpy", "--target", "2.9"]
+    args = [
+        "stability",
+        "--out",
+        str(tmp_path),
+        "--grid",
+        "2",
+        "--steps",
+        "10",
+        "--arms",
+        "20",
+        "--plant",
+        "off",
+        "--hold",
+        "100",
+        "--backend",
+        "numpy",
+        "--target",
+        "2.9",
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:")

@@ -56,8 +56,13 @@ def _exact(pi, pi_old, p, alpha, cfg):
     mu = (pi_old * p).sum()
     p1, n0 = moments(mu)
     return expected_logit_step(
-        pi[None, None], np.log(pi / pi_old)[None, None], pi_old[None, None],
-        (p * p1)[None, None], ((1 - p) * n0)[None, None], np.full((1, 1, 1), alpha), cfg,
+        pi[None, None],
+        np.log(pi / pi_old)[None, None],
+        pi_old[None, None],
+        (p * p1)[None, None],
+        ((1 - p) * n0)[None, None],
+        np.full((1, 1, 1), alpha),
+        cfg,
     )[0, 0]
 
 

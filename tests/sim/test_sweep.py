@@ -121,9 +121,7 @@ def test_p_misses_by_the_predicted_amount_and_pi_does_not(op, problem):
 
 def test_windup_outside_the_band(op, problem):
     bandit, z0 = problem
-    runs = windup_experiment(
-        bandit, OFF, z0, high_target=0.8, low_target=0.1, switch_step=600, steps=1200, k_ref=op.k
-    )
+    runs = windup_experiment(bandit, OFF, z0, high_target=0.8, low_target=0.1, switch_step=600, steps=1200, k_ref=op.k)
     none, clamp, back = (r.info for r in runs)
     assert none["max_integral"] > 50 * clamp["max_integral"]
     assert clamp["recovery_steps"] is not None and clamp["recovery_steps"] < 100
