@@ -8,14 +8,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from pic import LoopHistory  # noqa: E402
+from pic import LoopHistory
 
-from .compare import ControllerRun  # noqa: E402
-from .identify import PlantMap  # noqa: E402
-from .sweep import SweepResult  # noqa: E402
+from .compare import ControllerRun
+from .identify import PlantMap
+from .sweep import SweepResult
 
 __all__ = ["plot_band", "plot_compare", "plot_linear", "plot_sweep", "plot_windup"]
 
