@@ -14,6 +14,7 @@ sequence emits pad tokens with mask 0. Sampling stops when every sequence has fi
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, fields
 
 import torch
@@ -65,6 +66,20 @@ def left_pad(prompt_ids: list[list[int]], pad_id: int, device=None) -> tuple[tor
     return ids.to(device), mask.to(device)
 
 
+def _cache_kwargs(model, cache) -> dict:
+    """The keyword that passes a KV cache to ``model.forward``, by what the model accepts.
+
+    transformers renamed ``past_key_values`` to ``cache`` (5.2x); both spellings are supported
+    so a user's pinned version works. ``logits_to_keep=1`` (where accepted) keeps the prefill
+    from projecting every prompt position onto the vocabulary.
+    """
+    params = inspect.signature(type(model).forward).parameters
+    kwargs = {"cache" if "cache" in params else "past_key_values": cache, "use_cache": True}
+    if "logits_to_keep" in params:
+        kwargs["logits_to_keep"] = 1
+    return kwargs
+
+
 @torch.no_grad()
 def generate(
     model,
@@ -86,13 +101,12 @@ def generate(
     prompt, pmask = left_pad(prompt_ids, pad_id, device)
     b = prompt.shape[0]
     attn = pmask
-    cache = DynamicCache()
+    cache_kwargs = _cache_kwargs(model, DynamicCache())
     out = model(
         input_ids=prompt,
         attention_mask=attn,
         position_ids=(pmask.cumsum(-1) - 1).clamp(min=0),
-        past_key_values=cache,
-        use_cache=True,
+        **cache_kwargs,
     )
     logits = out.logits[:, -1]
     next_pos = pmask.sum(-1, keepdim=True)  # (B, 1): position of the first new token
@@ -121,8 +135,7 @@ def generate(
             input_ids=tokens[:, t : t + 1],
             attention_mask=attn,
             position_ids=next_pos + t,
-            past_key_values=cache,
-            use_cache=True,
+            **cache_kwargs,
         )
         logits = out.logits[:, -1]
     return RolloutBatch(prompt, pmask, tokens[:, :steps], alive[:, :steps], logps[:, :steps], ents[:, :steps])
