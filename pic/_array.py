@@ -18,3 +18,25 @@ def namespace(*xs) -> ModuleType:
         if type(x).__module__.startswith("torch"):
             return sys.modules["torch"]
     return np
+
+
+def detach(x):
+    """``x`` without gradient (torch), or ``x`` itself (numpy)."""
+    return x.detach() if hasattr(x, "detach") else x
+
+
+def like(value, ref):
+    """``value`` (number or array) in the namespace, dtype and device of the array ``ref``."""
+    xp = namespace(ref)
+    if xp is np:
+        return np.asarray(value, dtype=ref.dtype)
+    return xp.as_tensor(
+        np.asarray(value) if not hasattr(value, "device") else value, dtype=ref.dtype, device=ref.device
+    )
+
+
+def clip(x, lo, hi):
+    """Elementwise clip of ``x`` to [lo, hi]; bounds may be numbers or arrays broadcasting with x."""
+    if namespace(x) is np:
+        return np.clip(x, lo, hi)
+    return x.clamp(like(lo, x), like(hi, x))

@@ -1,0 +1,44 @@
+"""Small shared pieces of the lever implementations: validation, signals, per-loop arrays."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .._array import like
+
+SIGNALS = ("entropy", "nll")
+
+
+def need(ok: bool, lever: str, field: str, rule: str, value: Any) -> None:
+    """Raise the one-line error ``<lever>.<field> must be <rule>, got <value>``."""
+    if not ok:
+        raise ValueError(f"{lever}.{field} must be {rule}, got {value!r}")
+
+
+def finite(x) -> bool:
+    return isinstance(x, int | float | np.floating | np.integer) and math.isfinite(float(x))
+
+
+def check_signal(lever: str, signal: str) -> None:
+    need(signal in SIGNALS, lever, "signal", f"one of {SIGNALS}", signal)
+
+
+def measured(stats, signal: str):
+    """The entropy estimate a lever is driven by: full-vocabulary H or the sampled-token NLL."""
+    value = stats.entropy if signal == "entropy" else stats.nll
+    arr = np.asarray(value, dtype=float)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"step statistic {signal!r} must be finite, got {value!r}")
+    return arr
+
+
+def column(values: np.ndarray, ref):
+    """Per-loop values (L,) as an (L, 1) array in the namespace/dtype/device of ``ref``."""
+    return like(np.asarray(values, dtype=float).reshape(-1, 1), ref)
+
+
+def to_json(x: np.ndarray) -> list[float]:
+    return [float(v) for v in np.asarray(x, dtype=float).reshape(-1)]

@@ -1,0 +1,279 @@
+"""Levers that act through a loss coefficient: entropy bonus, KL penalty, adaptive coefficients, SAC-α.
+
+By the covariance law (Cui et al., arXiv 2505.22617; our Lemma A) a PG step moves the entropy
+by ΔH ≈ −Cov(log π, Δz). An entropy bonus −c·H adds Δz ∝ −c·∂(−H)/∂z = −c·π(log π + H), whose
+covariance with log π is negative: it raises H on every token, confident or not, in proportion
+to c. These levers differ only in how c is chosen.
+
+- `EntropyBonus`: constant c (verl ``entropy_coeff``; 0.001 was verl's default until it caused
+  entropy explosions, now 0).
+- `KLPenalty`: κ·k3(π_ref/π_θ) per token (verl ``use_kl_loss``, ``low_var_kl``, κ = 0.001): it pulls
+  the policy back to a reference and so, indirectly, to the reference's entropy.
+- `AdaptiveEntropy`: the sign-step integral controller of Skywork-OR1 (arXiv 2505.22312) and TRL
+  (``use_adaptive_entropy``, PR #6140). After each step's measurement e::
+
+      c ← clip(c + Δ, c_min, c_max) if e < tgt (Skywork) / e ≤ tgt (TRL), else clip(c − Δ, …)
+      gate ← 1[e < tgt] / 1[e ≤ tgt]
+
+  and the *next* step applies c·gate. They differ (see `SKYWORK`, `TRL`): Skywork measures
+  e = −mean log π_old (sampled-token NLL of the pre-update policy), TRL the full-vocabulary
+  entropy of the current policy; the comparison is strict for Skywork; Skywork's released
+  scripts use tgt 0.2, Δ 1e-4, c_max 0.005, c₀ 0 while TRL defaults to tgt 0.2, Δ 0.005,
+  c_max 1, c₀ 0 and applies no bonus before its first measurement (last H = +∞).
+- `SACTemperature`: SAC's automatic temperature (Haarnoja et al., arXiv 1812.05905): Adam on
+  log c with J(log c) = −log c·(log π + H̄), so ∂J/∂log c = Ĥ − H̄ (Ĥ = −mean log π): an integral
+  controller in log space. c is updated before the step's update that uses it (no delay).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ._common import check_signal, column, finite, measured, need, to_json
+from .base import Lever, LossModifiers, StepStats, TokenBatch
+
+__all__ = ["SKYWORK", "TRL", "AdaptiveEntropy", "EntropyBonus", "KLPenalty", "SACTemperature"]
+
+
+class EntropyBonus(Lever):
+    """Constant entropy bonus: loss −= coef·mean_t H_t (full vocabulary, with gradient)."""
+
+    name = "entropy_bonus"
+    needs_entropy = True
+
+    def __init__(self, coef: float = 0.001, *, loops: int = 1) -> None:
+        super().__init__(loops)
+        need(finite(coef) and coef >= 0, self.name, "coef", "a finite number >= 0", coef)
+        self.coef = float(coef)
+
+    def config(self) -> dict[str, Any]:
+        return {"coef": self.coef}
+
+    def modify(self, tok: TokenBatch) -> LossModifiers:
+        return LossModifiers(entropy_coef=self.coef)
+
+    def metrics(self) -> dict[str, float]:
+        return {"entropy_coef": self.coef}
+
+
+class KLPenalty(Lever):
+    """KL penalty to a frozen reference policy: loss += coef·mean_t k3 (verl low_var_kl)."""
+
+    name = "kl_penalty"
+    needs_reference = True
+
+    def __init__(self, coef: float = 0.001, *, loops: int = 1) -> None:
+        super().__init__(loops)
+        need(finite(coef) and coef > 0, self.name, "coef", "a finite number > 0", coef)
+        self.coef = float(coef)
+
+    def config(self) -> dict[str, Any]:
+        return {"coef": self.coef}
+
+    def modify(self, tok: TokenBatch) -> LossModifiers:
+        return LossModifiers(kl_coef=self.coef)
+
+    def metrics(self) -> dict[str, float]:
+        return {"kl_coef": self.coef}
+
+
+class AdaptiveEntropy(Lever):
+    """Sign-step adaptive entropy coefficient with a one-sided gate (Skywork-OR1 / TRL rules).
+
+    Parameters
+    ----------
+    target : entropy target (nats) of the chosen ``signal``.
+    delta : step Δ of the coefficient per RL step (> 0).
+    coef_init, coef_min, coef_max : initial value and clip range of c.
+    strict : gate and step on e < tgt (Skywork) or e ≤ tgt (TRL).
+    signal : "nll" (Skywork: −mean log π_old) or "entropy" (TRL: full-vocabulary H).
+    gate_init : whether the first step applies c₀ (Skywork: yes; TRL: no, last H = +∞).
+    """
+
+    name = "adaptive_entropy"
+    needs_entropy = True
+
+    def __init__(
+        self,
+        target: float = 0.2,
+        delta: float = 0.005,
+        *,
+        coef_init: float = 0.0,
+        coef_min: float = 0.0,
+        coef_max: float = 1.0,
+        strict: bool = False,
+        signal: str = "entropy",
+        gate_init: bool = False,
+        loops: int = 1,
+    ) -> None:
+        super().__init__(loops)
+        n = self.name
+        need(finite(target) and target >= 0, n, "target", "a finite entropy >= 0 nats", target)
+        need(finite(delta) and delta > 0, n, "delta", "a finite number > 0", delta)
+        need(finite(coef_min) and coef_min >= 0, n, "coef_min", "a finite number >= 0", coef_min)
+        need(
+            finite(coef_max) and coef_max >= coef_min,
+            n,
+            "coef_max",
+            f"a finite number >= coef_min={coef_min}",
+            coef_max,
+        )
+        need(
+            finite(coef_init) and coef_min <= coef_init <= coef_max,
+            n,
+            "coef_init",
+            "in [coef_min, coef_max]",
+            coef_init,
+        )
+        check_signal(n, signal)
+        self.target, self.delta = float(target), float(delta)
+        self.coef_init, self.coef_min, self.coef_max = float(coef_init), float(coef_min), float(coef_max)
+        self.strict, self.signal, self.gate_init = bool(strict), signal, bool(gate_init)
+        self._coef = np.full(self.loops, self.coef_init)
+        self._gate = np.full(self.loops, 1.0 if self.gate_init else 0.0)
+        self._applied = self._coef * self._gate
+
+    def config(self) -> dict[str, Any]:
+        keys = ("target", "delta", "coef_init", "coef_min", "coef_max", "strict", "signal", "gate_init")
+        return {k: getattr(self, k) for k in keys}
+
+    def target_at(self, step: int) -> float:
+        return self.target
+
+    def update(self, stats: StepStats) -> None:
+        self._applied = self._coef * self._gate  # this step uses the previous step's (c, gate)
+        e = self._per_loop(measured(stats, self.signal))
+        low = e < self.target if self.strict else e <= self.target
+        self._coef = np.clip(
+            np.where(low, self._coef + self.delta, self._coef - self.delta), self.coef_min, self.coef_max
+        )
+        self._gate = low * 1.0
+
+    def modify(self, tok: TokenBatch) -> LossModifiers:
+        if not np.any(self._applied):
+            return LossModifiers()
+        return LossModifiers(entropy_coef=column(self._applied, tok.logp))
+
+    def metrics(self) -> dict[str, float]:
+        return {"entropy_coef": float(np.mean(self._applied)), "coef_next": float(np.mean(self._coef))}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"coef": to_json(self._coef), "gate": to_json(self._gate), "applied": to_json(self._applied)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._coef = self._per_loop(state["coef"])
+        self._gate = self._per_loop(state["gate"])
+        self._applied = self._per_loop(state["applied"])
+
+
+SKYWORK = {
+    "target": 0.2,
+    "delta": 1e-4,
+    "coef_init": 0.0,
+    "coef_max": 0.005,
+    "strict": True,
+    "signal": "nll",
+    "gate_init": True,
+}
+"""Skywork-OR1's released-script settings (7B/32B): tgt 0.2, Δ 1e-4, c_max 0.005, c₀ 0, e = −mean log π_old."""
+
+TRL = {
+    "target": 0.2,
+    "delta": 0.005,
+    "coef_init": 0.0,
+    "coef_max": 1.0,
+    "strict": False,
+    "signal": "entropy",
+    "gate_init": False,
+}
+"""TRL ``use_adaptive_entropy`` defaults: tgt 0.2, δ 0.005, max 1, initial 0, full-vocabulary H."""
+
+
+class SACTemperature(Lever):
+    """SAC automatic entropy temperature on log c, optimised by Adam, as an entropy-bonus coefficient.
+
+    Per RL step, with Ĥ the measured ``signal``: g = Ĥ − target (= ∂J/∂log c), then one Adam
+    step on log c (m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g², log c ← log c − lr·m̂/(√v̂ + eps)); the
+    step's update uses c = exp(log c). SB3 starts at c = 1 for continuous control; a language
+    model's token-mean loss needs a far smaller start (``coef_init``, default 1e-3).
+    """
+
+    name = "sac_temperature"
+    needs_entropy = True
+
+    def __init__(
+        self,
+        target: float = 0.2,
+        *,
+        coef_init: float = 1e-3,
+        lr: float = 0.01,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        signal: str = "nll",
+        loops: int = 1,
+    ) -> None:
+        super().__init__(loops)
+        n = self.name
+        need(finite(target) and target >= 0, n, "target", "a finite entropy >= 0 nats", target)
+        need(finite(coef_init) and coef_init > 0, n, "coef_init", "a finite number > 0", coef_init)
+        need(finite(lr) and lr > 0, n, "lr", "a finite number > 0", lr)
+        b1, b2 = (float(b) for b in betas)
+        need(0 <= b1 < 1 and 0 <= b2 < 1, n, "betas", "two numbers in [0, 1)", betas)
+        need(finite(eps) and eps > 0, n, "eps", "a finite number > 0", eps)
+        check_signal(n, signal)
+        self.target, self.coef_init, self.lr, self.betas, self.eps = (
+            float(target),
+            float(coef_init),
+            float(lr),
+            (b1, b2),
+            float(eps),
+        )
+        self.signal = signal
+        self._log_coef = np.full(self.loops, math.log(self.coef_init))
+        self._m = np.zeros(self.loops)
+        self._v = np.zeros(self.loops)
+        self._t = 0
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "coef_init": self.coef_init,
+            "lr": self.lr,
+            "betas": self.betas,
+            "eps": self.eps,
+            "signal": self.signal,
+        }
+
+    def target_at(self, step: int) -> float:
+        return self.target
+
+    @property
+    def coef(self) -> np.ndarray:
+        return np.exp(self._log_coef)
+
+    def update(self, stats: StepStats) -> None:
+        g = self._per_loop(measured(stats, self.signal)) - self.target
+        b1, b2 = self.betas
+        self._t += 1
+        self._m = b1 * self._m + (1 - b1) * g
+        self._v = b2 * self._v + (1 - b2) * g * g
+        m_hat = self._m / (1 - b1**self._t)
+        v_hat = self._v / (1 - b2**self._t)
+        self._log_coef = self._log_coef - self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+    def modify(self, tok: TokenBatch) -> LossModifiers:
+        return LossModifiers(entropy_coef=column(self.coef, tok.logp))
+
+    def metrics(self) -> dict[str, float]:
+        return {"entropy_coef": float(np.mean(self.coef)), "log_coef": float(np.mean(self._log_coef))}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"log_coef": to_json(self._log_coef), "m": to_json(self._m), "v": to_json(self._v), "t": self._t}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._log_coef = self._per_loop(state["log_coef"])
+        self._m, self._v = self._per_loop(state["m"]), self._per_loop(state["v"])
+        self._t = int(state["t"])
