@@ -5,7 +5,8 @@ Layout under ``RUN_DIR/checkpoints/``::
     step_000100/            a complete checkpoint (100 RL steps done)
         config.json, model.safetensors, tokenizer files   (a loadable Hugging Face model dir)
         trainer_state.pt    optimizer, scheduler, controller, RNG states, data position, step
-        controller.json     the controller state, readable
+        controller.json     the EntroPIC controller state, readable (EntroPIC runs)
+        lever.json          the entropy-control lever's name and state, readable
     latest                  name of the newest complete checkpoint
 
 A checkpoint is written into ``step_000100.tmp-<pid>`` and renamed into place only when
@@ -85,6 +86,8 @@ def save_checkpoint(
     torch.save(trainer_state, tmp / STATE_FILE)
     if trainer_state.get("controller") is not None:
         (tmp / "controller.json").write_text(json.dumps(trainer_state["controller"], indent=2) + "\n")
+    if trainer_state.get("lever") is not None:
+        (tmp / "lever.json").write_text(json.dumps(trainer_state["lever"], indent=2) + "\n")
     if final.exists():  # re-saving the same step (e.g. after a resume): replace it
         shutil.rmtree(final)
     os.replace(tmp, final)

@@ -25,6 +25,7 @@ __all__ = [
     "DataConfig",
     "EvalConfig",
     "InitTinyConfig",
+    "LeverConfig",
     "MakeDataConfig",
     "ModelConfig",
     "OptimConfig",
@@ -232,6 +233,38 @@ class ControlConfig:
 
 
 @dataclasses.dataclass
+class LeverConfig:
+    """The entropy-control method (`pic.levers`); EntroPIC by default.
+
+    ``name = "entropic"`` (PI) or ``"entropic_p"`` (P) take their parameters from the
+    ``[control]`` table; ``control.enabled = false`` with those names trains plain GRPO. Every
+    other method takes its parameters from ``params`` (``[lever.params]`` in TOML, or
+    ``--set lever.params.coef=0.01``), with the lever's own defaults for the rest.
+    """
+
+    name: str = "entropic"
+    """A name from `pic.levers.LEVERS`: grpo, entropic, entropic_p, entropy_bonus, kl_penalty,
+    adaptive_entropy_skywork, adaptive_entropy_trl, sac_temperature, clip_higher, ce_gppo,
+    flexec_{id,did,od,static}, clip_cov, kl_cov."""
+    params: dict = dataclasses.field(default_factory=dict)
+    """Parameters of a non-EntroPIC lever."""
+
+    def __post_init__(self):
+        from pic.levers import LEVERS
+
+        _need(self.name in LEVERS, "lever.name", f"one of {sorted(LEVERS)}", self.name)
+        _need(
+            not (self.params and self.name in ENTROPIC_LEVERS),
+            "lever.params",
+            "empty for EntroPIC (its parameters live in [control])",
+            self.params,
+        )
+
+
+ENTROPIC_LEVERS = ("entropic", "entropic_p")
+
+
+@dataclasses.dataclass
 class TrainConfig:
     out: str = ""
     """Run directory (metrics.jsonl, TensorBoard events, checkpoints, config.json)."""
@@ -266,9 +299,21 @@ class RLConfig:
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
     control: ControlConfig = dataclasses.field(default_factory=ControlConfig)
+    lever: LeverConfig = dataclasses.field(default_factory=LeverConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
     def __post_init__(self):
+        from pic.levers import check_plant
+
+        lever = self.build_lever()  # refuses bad lever parameters with the field named
+        try:
+            check_plant(
+                lever,
+                updates_per_rollout=self.ppo.epochs * self.ppo.minibatches,
+                field_hint="ppo.epochs >= 2 or ppo.minibatches >= 2",
+            )
+        except ValueError as exc:
+            raise ConfigError(f"lever.name: {exc}") from None
         batch = self.data.prompts_per_step * self.rollout.group_size
         if batch % self.ppo.minibatches:
             raise ConfigError(
@@ -279,6 +324,38 @@ class RLConfig:
         micro = self.ppo.micro_batch_size
         if micro and mini % micro:
             raise ConfigError(f"ppo.micro_batch_size must divide the mini-batch of {mini} sequences, got {micro}")
+
+    @property
+    def lever_name(self) -> str:
+        """The method actually trained: 'grpo' when EntroPIC is disabled."""
+        if self.lever.name in ENTROPIC_LEVERS and not self.control.enabled:
+            return "grpo"
+        return self.lever.name
+
+    def build_lever(self, loops: int = 1):
+        """The configured `pic.levers.Lever` (fresh state)."""
+        from pic.levers import make_lever
+
+        name = self.lever_name
+        if name in ENTROPIC_LEVERS:
+            c = self.control
+            params = {
+                "kp": c.kp,
+                "ki": 0.0 if name == "entropic_p" else c.ki,
+                "target": c.schedule(),
+                "tau": c.tau,
+                "normalization": c.normalization,
+                "alpha_limit": c.alpha_limit,
+                "anti_windup": c.anti_windup,
+                "integral_limit": c.integral_limit or None,
+                "tracking_gain": c.tracking_gain,
+            }
+        else:
+            params = dict(self.lever.params)
+        try:
+            return make_lever(name, loops=loops, **params)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"lever.params: {exc}") from None
 
     def check_paths(self) -> None:
         """Refuse missing input paths (called by the trainer, not on construction)."""

@@ -6,15 +6,13 @@ logits are formed, reduced to (log π(token), H) and dropped; under autograd the
 recomputed in the backward pass (activation checkpointing), so the full (tokens × vocab)
 float32 logits tensor never exists.
 
-Policy loss per token (minimised), with r = π_θ/π_old, A the advantage, c = dual clip::
+The policy loss is the shared per-token loss of `pic.levers.loss` with the lever's
+modifiers (for EntroPIC: PPO's clipped loss plus the α-term of `pic.actuator`)::
 
-    ℓ = max(−A·r, −A·clip(r, 1 − ε_low, 1 + ε_high)),   and for A < 0: min(ℓ, −A·c)
-    L = Σ ℓ·mask / N  +  α·Σ_{mask ∧ π>τ} (−r·|A|) / D          (`pic.actuator.entropic_adjustment`)
+    L = Σ ℓ_t·mask_t / N − entropy_coef · Σ H_t·mask_t / N
 
 N is the number of valid response tokens of the whole mini-batch (all micro-batches and
-ranks), so gradient accumulation gives exactly the token mean. D = N for the paper's
-normalisation (weights 1 ± α) or N_h, the confident tokens of the mini-batch, for the
-official one.
+ranks), so gradient accumulation gives exactly the token mean.
 """
 
 from __future__ import annotations
@@ -25,19 +23,26 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from pic.actuator import entropic_adjustment, high_prob_mask
+from pic.actuator import high_prob_mask
+from pic.levers import LossModifiers, PolicyDefaults, TokenBatch, token_loss
+from pic.levers.loss import clip_mask, resolve
 
 __all__ = ["PolicyLossConfig", "policy_loss", "response_logprobs", "token_stats_from_logits"]
 
 
-def token_stats_from_logits(logits: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool):
-    """(log π(target), H) per row of ``logits`` (N, V) at temperature T, in float32."""
+def token_stats_from_logits(
+    logits: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool, entropy_grad: bool = False
+):
+    """(log π(target), H) per row of ``logits`` (N, V) at temperature T, in float32.
+
+    H = logsumexp(z) − Σ softmax(z)·z; it carries a gradient only if ``entropy_grad``.
+    """
     z = logits.float() / temperature
     lse = torch.logsumexp(z, dim=-1)
     logp = z.gather(-1, targets[:, None])[:, 0] - lse
     if not with_entropy:
         return logp, None
-    with torch.no_grad():
+    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
         ent = lse - (F.softmax(z, dim=-1) * z).sum(-1)
     return logp, ent
 
@@ -54,6 +59,7 @@ def response_logprobs(
     *,
     temperature: float,
     with_entropy: bool = False,
+    entropy_grad: bool = False,
     chunk_tokens: int = 4096,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs (and entropies) of the response tokens, shape (B, T) each.
@@ -74,7 +80,7 @@ def response_logprobs(
     cap = getattr(model.config, "final_logit_softcapping", None)
 
     def chunk_stats(h_chunk, tgt):
-        return token_stats_from_logits(_softcap(head(h_chunk), cap), tgt, temperature, with_entropy)
+        return token_stats_from_logits(_softcap(head(h_chunk), cap), tgt, temperature, with_entropy, entropy_grad)
 
     logps, ents = [], []
     for start in range(0, b * t, chunk_tokens):
@@ -92,60 +98,51 @@ def response_logprobs(
 
 @dataclass(frozen=True)
 class PolicyLossConfig:
-    """The knobs of `policy_loss` (from PPOConfig and ControlConfig)."""
+    """The trainer's own clip settings (from PPOConfig) and τ of the high-probability metric."""
 
     eps_low: float = 0.2
     eps_high: float = 0.2
     dual_clip: float = 3.0  # 0 disables
     tau: float = 0.95
-    normalization: str = "all_tokens"
+
+    @property
+    def defaults(self) -> PolicyDefaults:
+        return PolicyDefaults(self.eps_low, self.eps_high, self.dual_clip or None)
 
 
 def policy_loss(
-    logp: torch.Tensor,
-    old_logp: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    alpha: float,
-    cfg: PolicyLossConfig,
-    *,
-    num_tokens: float,
-    num_high: float | None = None,
+    tok: TokenBatch, mods: LossModifiers, cfg: PolicyLossConfig
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Clipped PG loss + EntroPIC term for one micro-batch; returns (loss, sums for metrics).
+    """The micro-batch's share of the mini-batch loss, and metric sums.
 
-    Shapes (B, T); ``advantages`` may be (B,) (one per sequence). ``num_tokens`` = N and
-    ``num_high`` = N_h of the whole mini-batch (only used by the 'high_prob_tokens'
-    normalisation). Pass ``old_logp = logp.detach()`` on-policy: r ≡ 1 with gradient.
-    The returned metric values are sums over this micro-batch's tokens (divide by N to
-    average), except ``entropic_term``, the micro-batch's share of the α-term itself.
+    ``tok`` holds (1, n) tensors (the micro-batch's tokens, flattened) with ``num_tokens`` = N
+    of the whole mini-batch; ``mods`` comes from the lever. The loss is
+    Σ ℓ_t·mask_t / N − entropy_coef·Σ H_t·mask_t / N (`pic.levers.loss.token_loss`), so
+    summing it over micro-batches (and ranks) gives the exact token mean. Pass
+    ``old_logp = logp.detach()`` on-policy: r ≡ 1 with gradient. Metric values are sums over
+    this micro-batch's tokens (divide by N to average), except ``entropic_term``, the
+    micro-batch's share of the extra ratio term Σ c_t·r_t/N itself (EntroPIC's α-term).
     """
-    adv = advantages if advantages.dim() == logp.dim() else advantages[:, None].expand_as(logp)
-    mask = mask.to(logp.dtype)
-    ratio = torch.exp((logp - old_logp).clamp(-20.0, 20.0))
-    pg1 = -adv * ratio
-    pg2 = -adv * ratio.clamp(1.0 - cfg.eps_low, 1.0 + cfg.eps_high)
-    pg = torch.maximum(pg1, pg2)
-    if cfg.dual_clip:
-        pg = torch.where(adv < 0, torch.minimum(pg, -adv * cfg.dual_clip), pg)
-    base = (pg * mask).sum() / num_tokens
-    prob = logp.detach().exp()
-    if alpha != 0.0:
-        denom = num_tokens if cfg.normalization == "all_tokens" else (num_high or 0.0)
-        adjust = entropic_adjustment(
-            ratio, adv, prob, alpha, mask=mask, tau=cfg.tau, normalization=cfg.normalization, num_tokens=denom
-        )
-    else:
-        adjust = base.new_zeros(())
+    mask = tok.mask.to(tok.logp.dtype)
+    n = tok.num_tokens
+    per_token = token_loss(tok, mods, cfg.defaults)
+    loss = (per_token * mask).sum() / n
+    coef = mods.entropy_coef
+    if torch.is_tensor(coef) or coef:
+        if tok.entropy is None:
+            raise ValueError("the lever asks for an entropy bonus but TokenBatch.entropy is missing")
+        loss = loss - (coef * tok.entropy * mask).sum() / n
     with torch.no_grad():
-        clipped = pg2 > pg1
-        if cfg.dual_clip:
-            clipped = clipped | ((adv < 0) & (pg1 > -adv * cfg.dual_clip))
+        eff = resolve(mods, cfg.defaults)
+        logp = tok.logp.detach()
+        ratio = torch.exp((logp - tok.old_logp).clamp(-20.0, 20.0))
+        clipped = clip_mask(ratio, tok.adv, eff["eps_low"], eff["eps_high"], eff["clip"], eff["dual_clip"])
+        extra = mods.ratio_coef * ratio * mask if mods.ratio_coef is not None else torch.zeros_like(mask)
         stats = {
-            "pg_loss": (pg * mask).sum(),
+            "pg_loss": ((per_token.detach() * mask) - extra).sum(),
             "clip_frac": (clipped * mask).sum(),
-            "high_prob_frac": (high_prob_mask(prob, cfg.tau) * mask).sum(),
-            "ppo_kl": ((old_logp - logp) * mask).sum(),
-            "entropic_term": adjust.detach(),
+            "high_prob_frac": (high_prob_mask(logp.exp(), cfg.tau) * mask).sum(),
+            "ppo_kl": ((tok.old_logp - logp) * mask).sum(),
+            "entropic_term": extra.sum() / n,
         }
-    return base + adjust, stats
+    return loss, stats

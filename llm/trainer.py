@@ -4,8 +4,8 @@ One step (``Trainer.step``)::
 
     prompts ─► rollout (KV cache, temperature T) ─► rewards ─► group advantages
           └─► H = token mean of the rollout's full-vocabulary entropies at T
-              α = controller.update(H)                       (one update per RL step)
-    for epoch × mini-batch:  Σ_micro ∇[clipped PG loss + α·EntroPIC term]  ─► clip ─► AdamW
+              lever.update(StepStats(H, …))                  (one update per RL step)
+    for epoch × mini-batch:  Σ_micro ∇[policy loss with lever.modify(tokens)]  ─► clip ─► AdamW
     log metrics ─► checkpoint
 
 The entropy is measured on the policy that generated the batch (the behaviour policy,
@@ -13,8 +13,9 @@ before this step's updates), over every response token, from the very logits it 
 from — no extra forward pass. On-policy (1 epoch × 1 mini-batch) the ratio is exactly 1
 (π_old = sg(π_θ)); otherwise π_old is the rollout's log-prob (or a recomputed one).
 
-The controller is `pic.PIController` and the α-term `pic.actuator.entropic_adjustment`,
-unchanged from the simulator.
+The entropy-control method is a `pic.levers.Lever` (EntroPIC by default: `pic.PIController`
+and the α-term of `pic.actuator`), the same object the bandit simulator drives; the per-token
+loss is `pic.levers.loss.token_loss`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import torch
 
 from pic import PIController
 from pic.grpo import group_advantages
+from pic.levers import StepStats, TokenBatch
 
 from .checkpoint import capture_rng, find_latest, load_checkpoint, restore_rng, save_checkpoint
 from .config import ConfigError, RLConfig, config_to_dict
@@ -42,9 +44,12 @@ from .model import load_model
 from .reward import score
 from .rollout import RolloutBatch, generate
 
-__all__ = ["Trainer", "build_controller", "lr_lambda", "resolve_device", "train"]
+__all__ = ["Trainer", "lr_lambda", "resolve_device", "train"]
 
 log = logging.getLogger(__name__)
+
+_APPLIED = ("alpha", "p_term", "i_term", "entropy_coef", "kl_coef")
+"""Metrics that describe what a lever applied this step (0 on a skipped step)."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -70,21 +75,6 @@ def lr_lambda(schedule: str, warmup: int, total: int, min_ratio: float):
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return f
-
-
-def build_controller(cfg: RLConfig) -> PIController | None:
-    c = cfg.control
-    if not c.enabled:
-        return None
-    return PIController(
-        c.kp,
-        c.ki,
-        c.schedule(),
-        output_limits=(-c.alpha_limit, c.alpha_limit),
-        anti_windup=c.anti_windup,
-        integral_limit=c.integral_limit or None,
-        tracking_gain=c.tracking_gain,
-    )
 
 
 class Trainer:
@@ -127,19 +117,24 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda(o.schedule, o.warmup_steps, cfg.train.steps, o.min_lr_ratio)
         )
-        self.controller = build_controller(cfg)
+        self.lever = cfg.build_lever()
+        self.ref_model = None
+        if self.lever.needs_reference:  # a frozen copy of the starting policy
+            import copy
+
+            self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.loss_cfg = PolicyLossConfig(
             eps_low=cfg.ppo.eps_low,
             eps_high=cfg.ppo.eps_high,
             dual_clip=cfg.ppo.dual_clip,
             tau=cfg.control.tau,
-            normalization=cfg.control.normalization,
         )
         self.generators = {
             "rollout": torch.Generator(device=self.device).manual_seed(cfg.train.seed),
             "shuffle": torch.Generator().manual_seed(cfg.train.seed + 1),
         }
         self.step_count = 0
+        self.last_clip_frac = math.nan  # of the previous step's updates, for levers that read it
         self.run_dir = Path(cfg.train.out)
         self.ckpt_dir = self.run_dir / "checkpoints"
         resume_step = self._maybe_resume() if cfg.train.resume else None
@@ -155,6 +150,11 @@ class Trainer:
         if resume_step is None:
             self.logger.text("config", "```\n" + json.dumps(config_to_dict(cfg), indent=2, default=str) + "\n```")
 
+    @property
+    def controller(self) -> PIController | None:
+        """The EntroPIC controller, when the lever is EntroPIC."""
+        return getattr(self.lever, "controller", None)
+
     # ------------------------------------------------------------- checkpoints
     def _trainer_state(self) -> dict[str, Any]:
         return {
@@ -162,7 +162,9 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "controller": self.controller.state_dict() if self.controller else None,
+            "lever": {"name": self.lever.name, "state": self.lever.state_dict()},
             "stream": self.stream.state_dict(),
+            "last_clip_frac": self.last_clip_frac,
             "rng": capture_rng(self.generators),
             "config": config_to_dict(self.cfg),
         }
@@ -185,9 +187,13 @@ class Trainer:
         state = load_checkpoint(path, self.model)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        if self.controller is not None and state["controller"] is not None:
-            self.controller.load_state_dict(state["controller"])
+        lever = state.get("lever")
+        if lever is not None:
+            if lever["name"] != self.lever.name:
+                raise ConfigError(f"cannot resume: the checkpoint was trained with lever {lever['name']!r}, not {self.lever.name!r}")
+            self.lever.load_state_dict(lever["state"])
         self.stream.load_state_dict(state["stream"])
+        self.last_clip_frac = state.get("last_clip_frac", math.nan)
         restore_rng(state["rng"], self.generators)
         self.step_count = int(state["step"])
         self._sync_rollout_model()
@@ -245,8 +251,8 @@ class Trainer:
             t = int(batch.response_mask[mi].sum(-1).max())
             yield mi, first, max(t, 1)
 
-    def update(self, batch: RolloutBatch, adv: torch.Tensor, alpha: float) -> dict[str, float] | None:
-        """PPO epochs × mini-batches; returns aggregated stats, or None if a loss was non-finite."""
+    def update(self, batch: RolloutBatch, adv: torch.Tensor) -> dict[str, float] | None:
+        """PPO epochs × mini-batches with the lever's loss modifiers; aggregated stats, or None if non-finite."""
         ppo = self.cfg.ppo
         n_seq = batch.response_ids.shape[0]
         mini = n_seq // ppo.minibatches
@@ -263,7 +269,7 @@ class Trainer:
                         for mi in torch.arange(n_seq).split(micro)
                     ]
                 )
-        behaviour_high = (batch.logprobs.exp() > self.cfg.control.tau) & batch.response_mask.bool()
+        lever = self.lever
         sums: dict[str, float] = {}
         norms, tokens_seen = [], 0.0
         for _ in range(ppo.epochs):
@@ -274,18 +280,33 @@ class Trainer:
             )
             for j in range(ppo.minibatches):
                 idx = perm[j * mini : (j + 1) * mini].to(self.device)
-                n_tok = float(batch.response_mask[idx].sum())
-                n_high = float(behaviour_high[idx].sum())
+                mask_mb = batch.response_mask[idx].float()
+                n_tok = float(mask_mb.sum())
+                counts = lever.counts(batch.logprobs[idx].reshape(1, -1), mask_mb.reshape(1, -1))
                 self.optimizer.zero_grad(set_to_none=True)
                 for mi, first, t in self._micro_slices(idx, batch, micro):
                     cols = slice(first, p + t)
                     resp = batch.response_ids[mi, :t]
-                    logp, _ = self._logprobs(input_ids[mi, cols], attn[mi, cols], resp, p - first)
-                    mask = batch.response_mask[mi, :t]
-                    old = logp.detach() if on_policy else old_all[mi, :t]
-                    loss, stats = policy_loss(
-                        logp, old, adv[mi], mask, alpha, self.loss_cfg, num_tokens=max(n_tok, 1.0), num_high=n_high
+                    logp, ent = self._logprobs(
+                        input_ids[mi, cols], attn[mi, cols], resp, p - first, entropy=lever.needs_entropy
                     )
+                    mask = batch.response_mask[mi, :t].float()
+                    ref = None
+                    if self.ref_model is not None:
+                        with torch.no_grad():
+                            ref = self._logprobs(input_ids[mi, cols], attn[mi, cols], resp, p - first, model=self.ref_model)[0]
+                    old = logp.detach() if on_policy else old_all[mi, :t]
+                    tok = TokenBatch(
+                        logp=logp.reshape(1, -1),
+                        old_logp=old.reshape(1, -1),
+                        adv=adv[mi, None].expand_as(logp).reshape(1, -1),
+                        mask=mask.reshape(1, -1),
+                        num_tokens=max(n_tok, 1.0),
+                        counts=counts,
+                        entropy=None if ent is None else ent.reshape(1, -1),
+                        ref_logp=None if ref is None else ref.reshape(1, -1),
+                    )
+                    loss, stats = policy_loss(tok, lever.modify(tok), self.loss_cfg)
                     if not torch.isfinite(loss):
                         self.optimizer.zero_grad(set_to_none=True)
                         return None
@@ -311,11 +332,18 @@ class Trainer:
             "train_tokens": tokens_seen,
         }
 
-    def _logprobs(self, input_ids, attn, response_ids, prompt_len):
+    def _logprobs(self, input_ids, attn, response_ids, prompt_len, *, entropy: bool = False, model=None):
+        """(log-probs, entropies or None) of the response tokens; entropies carry a gradient."""
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
         with autocast:
             return response_logprobs(
-                self.model, input_ids, attn, response_ids, temperature=self.cfg.rollout.temperature
+                model or self.model,
+                input_ids,
+                attn,
+                response_ids,
+                temperature=self.cfg.rollout.temperature,
+                with_entropy=entropy,
+                entropy_grad=entropy,
             )
 
     # ------------------------------------------------------------------- step
@@ -333,21 +361,37 @@ class Trainer:
         n_tokens = float(mask.sum())
         entropy = float((batch.entropy * mask).sum() / max(n_tokens, 1.0))
 
-        target = self.controller.target_at() if self.controller else float(cfg.control.schedule()(self.step_count))
-        saved = self.controller.state_dict() if self.controller else None
-        skipped = not math.isfinite(entropy)
-        alpha = 0.0
-        if self.controller is not None and not skipped:
-            alpha = float(self.controller.update(entropy))
+        nll = float(-(batch.logprobs * mask).sum() / max(n_tokens, 1.0))
+        lever = self.lever
+        target = (
+            lever.target_at(self.step_count)
+            if hasattr(lever, "target_at")
+            else float(cfg.control.schedule()(self.step_count))
+        )
+        saved = lever.state_dict()
+        skipped = not (math.isfinite(entropy) and math.isfinite(nll))
+        if not skipped:
+            lever.update(
+                StepStats(
+                    step=self.step_count,
+                    total_steps=cfg.train.steps,
+                    entropy=entropy,
+                    nll=nll,
+                    reward_mean=float(rewards.mean()),
+                    clip_frac=self.last_clip_frac,
+                )
+            )
+        lever_row = lever.metrics()
 
         t1 = time.perf_counter()
-        stats = None if skipped else self.update(batch, adv, alpha)
-        if stats is None:  # non-finite entropy or loss: drop the step, keep the controller as it was
+        stats = None if skipped else self.update(batch, adv)
+        if stats is None:  # non-finite entropy or loss: drop the step, keep the lever as it was
             skipped = True
-            if self.controller is not None:
-                self.controller.load_state_dict(saved)
-            alpha = 0.0
+            lever.load_state_dict(saved)
+            lever_row = {**lever.metrics(), **{k: 0.0 for k in _APPLIED if k in lever_row}}  # nothing was applied
             stats = {}
+        else:
+            self.last_clip_frac = stats["clip_frac"]
         t_train = time.perf_counter() - t1
         self.scheduler.step()
         self._sync_rollout_model()
@@ -359,10 +403,12 @@ class Trainer:
             "step": self.step_count,
             "entropy": entropy,
             "entropy_target": target,
-            "alpha": alpha,
+            "alpha": 0.0,
             "integral": self.controller.integral if self.controller else 0.0,
-            "p_term": self.controller.p_term if self.controller and not skipped else 0.0,
-            "i_term": self.controller.i_term if self.controller and not skipped else 0.0,
+            "p_term": 0.0,
+            "i_term": 0.0,
+            **lever_row,
+            "entropy_nll": nll,
             "reward_mean": float(rewards.mean()),
             "reward_std": float(rewards.std()),
             "frac_zero_std_groups": float(groups_flat),

@@ -11,6 +11,24 @@ torch = pytest.importorskip("torch")
 
 from llm.losses import PolicyLossConfig, policy_loss, response_logprobs, token_stats_from_logits  # noqa: E402
 from pic.actuator import entropic_weights  # noqa: E402
+from pic.levers import EntroPIC, StepStats, TokenBatch  # noqa: E402
+
+
+def entropic_loss(logp, old_logp, adv, mask, alpha, cfg, *, num_tokens, num_high=None, normalization="all_tokens"):
+    """The trainer's loss with an EntroPIC lever whose α is exactly ``alpha`` (kp 1, ki 0, e = ±α)."""
+    lever = EntroPIC(kp=1.0, ki=0.0, target=max(-alpha, 0.0), tau=cfg.tau, normalization=normalization)
+    lever.update(StepStats(step=0, total_steps=1, entropy=max(alpha, 0.0)))
+    assert float(lever.alpha[0]) == pytest.approx(alpha)
+    adv_tok = adv if adv.dim() == logp.dim() else adv[:, None].expand_as(logp)
+    tok = TokenBatch(
+        logp=logp.reshape(1, -1),
+        old_logp=old_logp.reshape(1, -1),
+        adv=adv_tok.reshape(1, -1),
+        mask=mask.reshape(1, -1).to(logp.dtype),
+        num_tokens=num_tokens,
+        counts={} if num_high is None else {"high": torch.tensor([[num_high]], dtype=logp.dtype)},
+    )
+    return policy_loss(tok, lever.modify(tok), cfg)
 
 
 class TinyLM(torch.nn.Module):
@@ -107,10 +125,12 @@ def _logits_problem(seed=0, b=4, t=5, v=6):
     return logits, tokens, adv, mask
 
 
-def _loss_of_logits(logits, tokens, adv, mask, alpha, cfg, old=None, num_high=None):
+def _loss_of_logits(logits, tokens, adv, mask, alpha, cfg, old=None, num_high=None, normalization="all_tokens"):
     logp = torch.log_softmax(logits, -1).gather(-1, tokens[..., None])[..., 0]
     old_logp = logp.detach() if old is None else old
-    loss, _ = policy_loss(logp, old_logp, adv, mask, alpha, cfg, num_tokens=float(mask.sum()), num_high=num_high)
+    loss, _ = entropic_loss(
+        logp, old_logp, adv, mask, alpha, cfg, num_tokens=float(mask.sum()), num_high=num_high, normalization=normalization
+    )
     return loss
 
 
@@ -118,9 +138,9 @@ def _loss_of_logits(logits, tokens, adv, mask, alpha, cfg, old=None, num_high=No
 def test_off_policy_loss_gradient_matches_finite_differences(normalization):
     logits, tokens, adv, mask = _logits_problem()
     old = torch.log_softmax(logits + 0.5 * torch.randn_like(logits), -1).gather(-1, tokens[..., None])[..., 0]
-    cfg = PolicyLossConfig(eps_low=0.2, eps_high=0.28, dual_clip=3.0, tau=0.3, normalization=normalization)
+    cfg = PolicyLossConfig(eps_low=0.2, eps_high=0.28, dual_clip=3.0, tau=0.3)
     x = logits.clone().requires_grad_(True)
-    _loss_of_logits(x, tokens, adv, mask, 0.7, cfg, old=old, num_high=3.0).backward()
+    _loss_of_logits(x, tokens, adv, mask, 0.7, cfg, old=old, num_high=3.0, normalization=normalization).backward()
     h = 1e-6
     fd = torch.zeros_like(logits)
     for idx in range(logits.numel()):
@@ -128,8 +148,8 @@ def test_off_policy_loss_gradient_matches_finite_differences(normalization):
         d[idx] = h
         d = d.view_as(logits)
         fd.view(-1)[idx] = (
-            _loss_of_logits(logits + d, tokens, adv, mask, 0.7, cfg, old=old, num_high=3.0)
-            - _loss_of_logits(logits - d, tokens, adv, mask, 0.7, cfg, old=old, num_high=3.0)
+            _loss_of_logits(logits + d, tokens, adv, mask, 0.7, cfg, old=old, num_high=3.0, normalization=normalization)
+            - _loss_of_logits(logits - d, tokens, adv, mask, 0.7, cfg, old=old, num_high=3.0, normalization=normalization)
         ) / (2 * h)
     # the high-probability mask is piecewise constant: compare away from its jumps (FD step is tiny)
     assert torch.allclose(x.grad, fd, atol=1e-6)
@@ -155,7 +175,7 @@ def test_clipped_tokens_keep_only_the_entropic_gradient():
     adv = torch.tensor([1.0], dtype=torch.float64)  # positive advantage: ratio 2 > 1.2 is clipped, 0.5 is not
     mask = torch.ones(1, 2, dtype=torch.float64)
     cfg = PolicyLossConfig(tau=0.5)  # prob = exp(0) = 1 > τ: both tokens are confident
-    loss, stats = policy_loss(logp, old, adv, mask, 0.5, cfg, num_tokens=2.0)
+    loss, stats = entropic_loss(logp, old, adv, mask, 0.5, cfg, num_tokens=2.0)
     loss.backward()
     # token 0 (clipped): only α·(−r·|A|)/N → −0.5·2/2 ; token 1: −(1 + 0.5)·r·A/N = −1.5·0.5/2
     assert torch.allclose(logp.grad, torch.tensor([[-0.5, -0.375]], dtype=torch.float64))
@@ -166,7 +186,7 @@ def test_dual_clip_bounds_negative_advantages():
     logp = torch.zeros(1, 1, dtype=torch.float64, requires_grad=True)
     old = torch.log(torch.tensor([[0.2]], dtype=torch.float64))  # ratio 5 > c = 3
     adv = torch.tensor([-1.0], dtype=torch.float64)
-    loss, stats = policy_loss(logp, old, adv, torch.ones(1, 1), 0.0, PolicyLossConfig(dual_clip=3.0), num_tokens=1.0)
+    loss, stats = entropic_loss(logp, old, adv, torch.ones(1, 1), 0.0, PolicyLossConfig(dual_clip=3.0), num_tokens=1.0)
     loss.backward()
     assert loss.item() == pytest.approx(3.0)
     assert logp.grad.item() == 0.0
@@ -182,6 +202,6 @@ def test_micro_batches_sum_to_the_full_batch_gradient():
     parts = logits.clone().requires_grad_(True)
     for sl in (slice(0, 2), slice(2, 5), slice(5, 6)):
         logp = torch.log_softmax(parts[sl], -1).gather(-1, tokens[sl][..., None])[..., 0]
-        loss, _ = policy_loss(logp, logp.detach(), adv[sl], mask[sl], 0.4, cfg, num_tokens=n)
+        loss, _ = entropic_loss(logp, logp.detach(), adv[sl], mask[sl], 0.4, cfg, num_tokens=n)
         loss.backward()
     assert torch.allclose(full.grad, parts.grad, atol=1e-12)
