@@ -190,7 +190,9 @@ class Trainer:
         lever = state.get("lever")
         if lever is not None:
             if lever["name"] != self.lever.name:
-                raise ConfigError(f"cannot resume: the checkpoint was trained with lever {lever['name']!r}, not {self.lever.name!r}")
+                raise ConfigError(
+                    f"cannot resume: the checkpoint was trained with lever {lever['name']!r}, not {self.lever.name!r}"
+                )
             self.lever.load_state_dict(lever["state"])
         self.stream.load_state_dict(state["stream"])
         self.last_clip_frac = state.get("last_clip_frac", math.nan)
@@ -294,7 +296,9 @@ class Trainer:
                     ref = None
                     if self.ref_model is not None:
                         with torch.no_grad():
-                            ref = self._logprobs(input_ids[mi, cols], attn[mi, cols], resp, p - first, model=self.ref_model)[0]
+                            ref, _ = self._logprobs(
+                                input_ids[mi, cols], attn[mi, cols], resp, p - first, model=self.ref_model
+                            )
                     old = logp.detach() if on_policy else old_all[mi, :t]
                     tok = TokenBatch(
                         logp=logp.reshape(1, -1),

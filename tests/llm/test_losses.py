@@ -128,9 +128,8 @@ def _logits_problem(seed=0, b=4, t=5, v=6):
 def _loss_of_logits(logits, tokens, adv, mask, alpha, cfg, old=None, num_high=None, normalization="all_tokens"):
     logp = torch.log_softmax(logits, -1).gather(-1, tokens[..., None])[..., 0]
     old_logp = logp.detach() if old is None else old
-    loss, _ = entropic_loss(
-        logp, old_logp, adv, mask, alpha, cfg, num_tokens=float(mask.sum()), num_high=num_high, normalization=normalization
-    )
+    kw = {"num_tokens": float(mask.sum()), "num_high": num_high, "normalization": normalization}
+    loss, _ = entropic_loss(logp, old_logp, adv, mask, alpha, cfg, **kw)
     return loss
 
 
@@ -140,7 +139,8 @@ def test_off_policy_loss_gradient_matches_finite_differences(normalization):
     old = torch.log_softmax(logits + 0.5 * torch.randn_like(logits), -1).gather(-1, tokens[..., None])[..., 0]
     cfg = PolicyLossConfig(eps_low=0.2, eps_high=0.28, dual_clip=3.0, tau=0.3)
     x = logits.clone().requires_grad_(True)
-    _loss_of_logits(x, tokens, adv, mask, 0.7, cfg, old=old, num_high=3.0, normalization=normalization).backward()
+    kw = {"old": old, "num_high": 3.0, "normalization": normalization}
+    _loss_of_logits(x, tokens, adv, mask, 0.7, cfg, **kw).backward()
     h = 1e-6
     fd = torch.zeros_like(logits)
     for idx in range(logits.numel()):
@@ -148,8 +148,8 @@ def test_off_policy_loss_gradient_matches_finite_differences(normalization):
         d[idx] = h
         d = d.view_as(logits)
         fd.view(-1)[idx] = (
-            _loss_of_logits(logits + d, tokens, adv, mask, 0.7, cfg, old=old, num_high=3.0, normalization=normalization)
-            - _loss_of_logits(logits - d, tokens, adv, mask, 0.7, cfg, old=old, num_high=3.0, normalization=normalization)
+            _loss_of_logits(logits + d, tokens, adv, mask, 0.7, cfg, **kw)
+            - _loss_of_logits(logits - d, tokens, adv, mask, 0.7, cfg, **kw)
         ) / (2 * h)
     # the high-probability mask is piecewise constant: compare away from its jumps (FD step is tiny)
     assert torch.allclose(x.grad, fd, atol=1e-6)
