@@ -6,7 +6,8 @@ Subcommands (each writes PNG figures plus JSON/CSV results to ``--out``):
   quasi-stationary operating point; prints the percentage of cells where the simulation
   and the linear (Jury) prediction agree.
 - ``compare``: GRPO vs P vs PI on both plants, the reachable band k(H)·α_max ≥ |b(H)|,
-  and a windup experiment with a target outside the band.
+  and a windup experiment with a target outside the band; then every entropy-control
+  method (`pic.levers`) on one bandit × seeds, reported in ``OUT/methods/``.
 - ``linear``: P and PI on the linear plant e' = e + b − k·α (the smallest demo).
 """
 
@@ -127,13 +128,51 @@ def cmd_stability(args) -> int:
     return 0
 
 
+def cmd_methods(args, out: Path) -> None:
+    """Every entropy-control method on one bandit and seeds: ``out/methods/report.{png,md,json}``."""
+    from pic.levers.report import write_report
+
+    from .methods import DEFAULT_METHODS, default_methods, methods_problem, run_methods
+
+    names = DEFAULT_METHODS if args.methods == "default" else tuple(m.strip() for m in args.methods.split(",") if m)
+    bandit, z0 = methods_problem(args.seed, contexts=args.method_contexts, arms=args.method_arms)
+    cfg = PlantConfig(
+        group_size=args.group_size, lr=args.method_lr, mode="sampled", epochs=args.method_epochs, tau=args.tau
+    )
+    specs = default_methods(args.method_target, args.method_steps, kp=args.method_kp, ki=args.method_ki, names=names)
+    t0 = time.perf_counter()
+    results = run_methods(bandit, z0, specs, cfg, steps=args.method_steps, seeds=list(range(args.seeds)))
+    title = (
+        f"bandit {args.method_contexts}x{args.method_arms}, G={args.group_size}, {args.method_epochs} PPO epochs, "
+        f"{args.seeds} seeds: entropy-control methods"
+    )
+    rows = write_report(
+        results, out / "methods", reference_target=args.method_target, title=title, extra_columns=["wall_s"]
+    )
+    for r in rows:
+        print(
+            f"  {r['method']:<26} {r['verdict']:<13} |H - H*| {r['tracking_error']:.3f}"
+            f" ({100 * r['relative_error']:.0f} %)"
+            f"  H {r['initial_entropy']:.2f} -> {r['final_entropy']:.3f}  reward {r['final_reward']:.3f}"
+        )
+    print(f"methods: {len(rows)} x {args.seeds} seeds in {time.perf_counter() - t0:.1f} s; wrote {out / 'methods'}")
+
+
 def cmd_compare(args) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.only in ("all", "controllers"):
+        cmd_controllers(args, out)
+    if args.only in ("all", "methods"):
+        cmd_methods(args, out)
+    return 0
+
+
+def cmd_controllers(args, out: Path) -> None:
     from .compare import compare_controllers, reachable_band, start_at, windup_experiment
     from .figures import plot_band, plot_compare, plot_windup
     from .identify import local_linearisation
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     bandit, z0 = standard_problem(args.seed, contexts=args.contexts, arms=args.arms)
     runs_by_plant, bands, maps, results = {}, {}, {}, {}
     for plant in args.plant:
@@ -193,7 +232,6 @@ def cmd_compare(args) -> int:
     plot_band(maps, out / "band.png")
     _write_json(out / "compare.json", results)
     print(f"wrote {out}")
-    return 0
 
 
 def cmd_linear(args) -> int:
@@ -254,6 +292,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kp-norm", type=float, default=0.2, help="K_p = k·kp (default 0.2)")
     p.add_argument("--ki-norm", type=float, default=0.02, help="K_i = k·ki (default 0.02)")
     p.add_argument("--outside-margin", type=float, default=0.3, help="outside target = band top + this")
+    p.add_argument(
+        "--only", choices=["all", "controllers", "methods"], default="all", help="GRPO/P/PI study, methods, or both"
+    )
+    g = p.add_argument_group("entropy-control methods (report in OUT/methods/)")
+    g.add_argument("--methods", default="default", help="comma-separated lever names, or 'default' (all of them)")
+    g.add_argument("--seeds", type=int, default=8, help="seeds per method (default 8)")
+    g.add_argument("--method-steps", type=int, default=600, help="RL steps per method (default 600)")
+    g.add_argument("--method-target", type=float, default=0.3, help="shared entropy target H* (default 0.3)")
+    g.add_argument("--method-contexts", type=int, default=32, help="contexts of the methods bandit (default 32)")
+    g.add_argument("--method-arms", type=int, default=10, help="arms of the methods bandit (default 10)")
+    g.add_argument("--method-lr", type=float, default=1.0, help="logit step size (default 1.0)")
+    g.add_argument(
+        "--method-epochs", type=int, default=4, help="PPO epochs per rollout (default 4; >= 2 for ratio levers)"
+    )
+    g.add_argument("--method-kp", type=float, default=3.0, help="EntroPIC kp on this plant (default 3)")
+    g.add_argument("--method-ki", type=float, default=0.05, help="EntroPIC ki on this plant (default 0.05)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("linear", help="P and PI on the linear plant")

@@ -12,8 +12,8 @@ differentiates `token_loss` itself with autograd)::
 
 (Lemma A gives ∂H/∂z_b = −π_b(log π_b + H)). This is `sim.plant.sampled_rollout` with the
 EntroPIC weights replaced by whatever the lever asks for; with the EntroPIC lever the two
-coincide (tested). Every loop b draws its samples from its own generator, so a seed's
-trajectory does not depend on which other seeds run beside it.
+coincide (tested). Every loop b draws its samples and its mini-batch permutations from its
+own generator, so a seed's trajectory does not depend on which other seeds run beside it.
 """
 
 from __future__ import annotations
@@ -46,15 +46,16 @@ def lever_rollout(
     *,
     step: int,
     total_steps: int,
-    perm_rng: np.random.Generator,
+    perm_rng: np.random.Generator | None = None,
     z_ref: np.ndarray | None = None,
     clip_frac: np.ndarray | float = np.nan,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """One rollout and M lever-modified updates; returns (z', π', step info per loop).
 
-    z, pi: (B, S, K) log-probs and probs; ``rngs``: one generator per loop; ``perm_rng``
-    shuffles the mini-batches (shared by the loops); ``z_ref``: reference log-probs for a KL
-    lever. Info: entropy (of π_old), reward (sample mean), clip_frac of the updates, each (B,).
+    z, pi: (B, S, K) log-probs and probs; ``rngs``: one generator per loop; ``perm_rng``: one
+    generator whose permutation of the group is shared by all loops (as `sim.plant.sampled_rollout`
+    does), or None to shuffle each loop with its own generator from ``rngs``; ``z_ref``: reference
+    log-probs for a KL lever. Info: entropy (of π_old), reward (sample mean), clip_frac of the updates, each (B,).
     """
     b, s, k = z.shape
     g = cfg.group_size
@@ -81,26 +82,27 @@ def lever_rollout(
     per_mb = g // cfg.minibatches
     n_tok = s * per_mb
     clipped, updates = np.zeros(b), 0
+    shufflers = rngs if perm_rng is None else [perm_rng]
     for _ in range(cfg.epochs):
-        order = perm_rng.permutation(g)
+        orders = np.stack([r.permutation(g) for r in shufflers])  # (B or 1, G)
         for mb in range(cfg.minibatches):
-            idx = order[mb * per_mb : (mb + 1) * per_mb]
-            old = logp_old[..., idx].reshape(b, n_tok)
+            sel = orders[:, None, mb * per_mb : (mb + 1) * per_mb]  # (B or 1, 1, n): samples of this mini-batch
+            arms_mb = np.take_along_axis(arms, sel, axis=-1)  # (B, S, n)
+            old = np.take_along_axis(logp_old, sel, axis=-1).reshape(b, n_tok)
             mask = np.ones((b, n_tok))
             tok = TokenBatch(
-                logp=np.take_along_axis(z, arms[..., idx], axis=-1).reshape(b, n_tok),
+                logp=np.take_along_axis(z, arms_mb, axis=-1).reshape(b, n_tok),
                 old_logp=old,
-                adv=adv[..., idx].reshape(b, n_tok),
+                adv=np.take_along_axis(adv, sel, axis=-1).reshape(b, n_tok),
                 mask=mask,
                 num_tokens=np.full((b, 1), float(n_tok)),
                 counts=lever.counts(old, mask),
-                ref_logp=None
-                if z_ref is None
-                else np.take_along_axis(z_ref, arms[..., idx], axis=-1).reshape(b, n_tok),
+                ref_logp=None if z_ref is None else np.take_along_axis(z_ref, arms_mb, axis=-1).reshape(b, n_tok),
             )
             mods = lever.modify(tok)
             f = -token_loss_grad(tok, mods, defaults).reshape(b, s, per_mb)
-            push = (onehot[..., idx, :] * f[..., None]).sum(-2) - pi * f.sum(-1, keepdims=True)
+            onehot_mb = np.take_along_axis(onehot, sel[..., None], axis=-2)  # (B, S, n, K)
+            push = (onehot_mb * f[..., None]).sum(-2) - pi * f.sum(-1, keepdims=True)
             dz = cfg.lr * push / per_mb
             coef = np.broadcast_to(np.asarray(mods.entropy_coef, dtype=float).reshape(-1, 1, 1), (b, 1, 1))
             if np.any(coef):
@@ -141,7 +143,9 @@ def run_lever(
     """Run ``lever`` for ``steps`` RL steps from the policy ``z0`` (S, K), one loop per seed.
 
     The reward logged is the expected reward Σ_a π_a p_a of the policy (mean over contexts);
-    the entropy that of the policy each rollout samples from.
+    the entropy that of the policy each rollout samples from. Loop i draws its samples and
+    shuffles from ``np.random.default_rng(seeds[i])`` alone, so adding seeds leaves the others'
+    trajectories unchanged.
     """
     import time
 
@@ -155,7 +159,6 @@ def run_lever(
     pi = np.exp(z)
     z_ref = z.copy() if lever.needs_reference else None
     rngs = [np.random.default_rng(seed) for seed in seeds]
-    perm_rng = np.random.default_rng(10_000 + min(seeds))
     ent, rew, clip = np.zeros((steps, b)), np.zeros((steps, b)), np.zeros((steps, b))
     metrics: dict[str, list] = {}
     target = np.full(steps, np.nan)
@@ -171,7 +174,6 @@ def run_lever(
             rngs,
             step=t,
             total_steps=steps,
-            perm_rng=perm_rng,
             z_ref=z_ref,
             clip_frac=clip_frac,
         )

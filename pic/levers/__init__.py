@@ -107,6 +107,7 @@ def make_lever(name: str, *, loops: int = 1, **params: Any) -> Lever:
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ValueError(f"lever {name!r} has no parameter(s) {unknown}; parameters: {sorted(allowed)}")
-    lever = cls(**{**preset, **params}, loops=loops)
-    lever.name = name
+    lever = cls.__new__(cls)
+    lever.name = name  # set first, so a bad parameter is reported as `<name>.<field>`
+    lever.__init__(**{**preset, **params}, loops=loops)
     return lever

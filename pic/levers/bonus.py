@@ -22,7 +22,8 @@ to c. These levers differ only in how c is chosen.
   c_max 1, c₀ 0 and applies no bonus before its first measurement (last H = +∞).
 - `SACTemperature`: SAC's automatic temperature (Haarnoja et al., arXiv 1812.05905): Adam on
   log c with J(log c) = −log c·(log π + H̄), so ∂J/∂log c = Ĥ − H̄ (Ĥ = −mean log π): an integral
-  controller in log space. c is updated before the step's update that uses it (no delay).
+  controller in log space. As in the paper's Algorithm 1 and SB3's ``SAC.train``, a step's policy
+  update uses c as it was *before* that step's Adam step on log c (one step of delay).
 """
 
 from __future__ import annotations
@@ -195,10 +196,12 @@ TRL = {
 class SACTemperature(Lever):
     """SAC automatic entropy temperature on log c, optimised by Adam, as an entropy-bonus coefficient.
 
-    Per RL step, with Ĥ the measured ``signal``: g = Ĥ − target (= ∂J/∂log c), then one Adam
-    step on log c (m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g², log c ← log c − lr·m̂/(√v̂ + eps)); the
-    step's update uses c = exp(log c). SB3 starts at c = 1 for continuous control; a language
-    model's token-mean loss needs a far smaller start (``coef_init``, default 1e-3).
+    Per RL step, with Ĥ the measured ``signal``: the step's policy update uses c = exp(log c) as it
+    stands, then g = Ĥ − target (= ∂J/∂log c) drives one Adam step on log c (m ← β₁m + (1−β₁)g,
+    v ← β₂v + (1−β₂)g², log c ← log c − lr·m̂/(√v̂ + eps)) for the next step — SB3's order
+    (``ent_coef = exp(log_ent_coef.detach())`` is read before ``ent_coef_optimizer.step()``).
+    SB3 starts at c = 1 for continuous control; a language model's token-mean loss needs a far
+    smaller start (``coef_init``, default 1e-3).
     """
 
     name = "sac_temperature"
@@ -233,6 +236,7 @@ class SACTemperature(Lever):
         )
         self.signal = signal
         self._log_coef = np.full(self.loops, math.log(self.coef_init))
+        self._applied = np.exp(self._log_coef)  # the coefficient of this step's update
         self._m = np.zeros(self.loops)
         self._v = np.zeros(self.loops)
         self._t = 0
@@ -252,9 +256,11 @@ class SACTemperature(Lever):
 
     @property
     def coef(self) -> np.ndarray:
-        return np.exp(self._log_coef)
+        """The coefficient this step's update uses, shape (L,)."""
+        return self._applied
 
     def update(self, stats: StepStats) -> None:
+        self._applied = np.exp(self._log_coef)  # read before the Adam step, as SB3 does
         g = self._per_loop(measured(stats, self.signal)) - self.target
         b1, b2 = self.betas
         self._t += 1
@@ -271,9 +277,16 @@ class SACTemperature(Lever):
         return {"entropy_coef": float(np.mean(self.coef)), "log_coef": float(np.mean(self._log_coef))}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"log_coef": to_json(self._log_coef), "m": to_json(self._m), "v": to_json(self._v), "t": self._t}
+        return {
+            "log_coef": to_json(self._log_coef),
+            "applied": to_json(self._applied),
+            "m": to_json(self._m),
+            "v": to_json(self._v),
+            "t": self._t,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._log_coef = self._per_loop(state["log_coef"])
+        self._applied = self._per_loop(state["applied"])
         self._m, self._v = self._per_loop(state["m"]), self._per_loop(state["v"])
         self._t = int(state["t"])

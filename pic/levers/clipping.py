@@ -67,8 +67,9 @@ class CEGPPO(Lever):
         super().__init__(loops)
         need(finite(beta_low) and beta_low >= 0, self.name, "beta_low", "a finite number >= 0", beta_low)
         need(finite(beta_high) and beta_high >= 0, self.name, "beta_high", "a finite number >= 0", beta_high)
-        need(eps_low is None or 0 <= eps_low < 1, self.name, "eps_low", "in [0, 1) or None", eps_low)
-        need(eps_high is None or eps_high >= 0, self.name, "eps_high", ">= 0 or None", eps_high)
+        n = self.name
+        need(eps_low is None or (finite(eps_low) and 0 <= eps_low < 1), n, "eps_low", "in [0, 1) or None", eps_low)
+        need(eps_high is None or (finite(eps_high) and eps_high >= 0), n, "eps_high", ">= 0 or None", eps_high)
         self.beta_low, self.beta_high, self.eps_low, self.eps_high = (
             float(beta_low),
             float(beta_high),

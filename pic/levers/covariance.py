@@ -81,7 +81,8 @@ class ClipCov(Lever):
         super().__init__(loops)
         n = self.name
         need(finite(ratio) and 0 < ratio <= 1, n, "ratio", "a fraction in (0, 1]", ratio)
-        need(finite(lower) and finite(upper) and lower < upper, n, "upper", f"a finite number > lower={lower}", upper)
+        need(finite(lower), n, "lower", "a finite number", lower)
+        need(finite(upper) and lower < upper, n, "upper", f"a finite number > lower={lower}", upper)
         need(finite(eps_low) and 0 <= eps_low <= 1, n, "eps_low", "in [0, 1]", eps_low)
         need(finite(eps_high) and eps_high >= 0, n, "eps_high", ">= 0", eps_high)
         self.ratio, self.lower, self.upper = float(ratio), float(lower), float(upper)

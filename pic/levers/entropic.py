@@ -74,7 +74,10 @@ class EntroPIC(Lever):
             "integral_limit": integral_limit,
             "signal": signal,
         }
-        schedule = target if callable(target) else schedule_from_dict(target)
+        try:
+            schedule = target if callable(target) else schedule_from_dict(target)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{self.name}.target: {exc}") from None
         try:
             self.controller = PIController(
                 kp,
@@ -85,8 +88,8 @@ class EntroPIC(Lever):
                 integral_limit=integral_limit or None,
                 tracking_gain=tracking_gain,
             )
-        except ValueError as exc:
-            raise ValueError(f"{self.name}: {exc}") from None
+        except ValueError as exc:  # its messages start with the parameter's name ("kp must be …")
+            raise ValueError(f"{self.name}.{exc}") from None
         self.tau, self.normalization, self.signal = float(tau), normalization, signal
         self._alpha = np.zeros(self.loops)
 

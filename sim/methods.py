@@ -1,0 +1,147 @@
+"""Every entropy-control method on the same bandit, seeds and measurement (`python -m sim compare`).
+
+The problem (`methods_problem`): S contexts × K arms with stochastic success (the best arm
+succeeds 70 % of the time), a high-entropy start, GRPO groups of G, and M PPO epochs per
+rollout so the ratio-based levers (clip-higher, CE-GPPO, FlexEC, KL-Cov) can act. Each method
+runs all seeds as one vectorised batch of loops (`sim.levers.run_lever`); seed k sees the same
+problem and, at step 0, the same samples under every method.
+
+Closed-loop methods are given the same reference target H* (EntroPIC, the adaptive
+coefficients, SAC); the EntroPIC variants ``entropic_pi_{id,did,od}`` track the shapes of the
+flexible-entropy-control schedules (seed 002) as time-varying setpoints around H*.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pic.levers import make_lever
+from pic.levers.report import MethodResult
+
+from .bandit import Bandit, logits_with_entropy
+from .levers import run_lever
+from .plant import PlantConfig
+
+__all__ = ["DEFAULT_METHODS", "MethodSpec", "default_methods", "methods_problem", "run_methods"]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One row of a comparison: a label, a registered lever and its parameters."""
+
+    label: str
+    lever: str
+    params: dict[str, Any]
+
+
+def seed002_setpoints(target: float, steps: int) -> dict[str, dict[str, Any]]:
+    """The three seed-002 shapes as `pic.setpoint` tables around ``target`` over ``steps``."""
+    return {
+        "id": {
+            "kind": "increase_then_decrease",
+            "start": target,
+            "peak": 1.5 * target,
+            "end": 0.5 * target,
+            "total_steps": steps,
+        },
+        "did": {
+            "kind": "decrease_increase_decrease",
+            "start": target,
+            "trough": 0.5 * target,
+            "peak": 1.3 * target,
+            "end": 0.5 * target,
+            "total_steps": steps,
+        },
+        "od": {
+            "kind": "oscillatory_decay",
+            "start": 1.5 * target,
+            "total_steps": steps,
+            "period": max(steps // 4, 1),
+            "floor_ratio": 0.33,
+        },
+    }
+
+
+DEFAULT_METHODS = (
+    "grpo",
+    "entropy_bonus",
+    "kl_penalty",
+    "adaptive_entropy_skywork",
+    "adaptive_entropy_trl",
+    "sac_temperature",
+    "clip_higher",
+    "ce_gppo",
+    "flexec_id",
+    "flexec_did",
+    "flexec_od",
+    "clip_cov",
+    "kl_cov",
+    "entropic_p",
+    "entropic",
+    "entropic_pi_id",
+    "entropic_pi_did",
+    "entropic_pi_od",
+)
+
+
+def default_methods(
+    target: float, steps: int, *, kp: float, ki: float, names: tuple[str, ...] = DEFAULT_METHODS
+) -> list[MethodSpec]:
+    """Specs of ``names`` with the authors' defaults, the shared target and the given EntroPIC gains."""
+    setpoints = seed002_setpoints(target, steps)
+    pic = {"kp": kp, "ki": ki, "anti_windup": "clamp"}
+    table = {
+        "adaptive_entropy_skywork": ("adaptive_entropy_skywork", {"target": target}),
+        "adaptive_entropy_trl": ("adaptive_entropy_trl", {"target": target}),
+        "sac_temperature": ("sac_temperature", {"target": target}),
+        "entropic_p": ("entropic_p", {"kp": kp, "target": target}),
+        "entropic": ("entropic", {**pic, "target": target}),
+        **{f"entropic_pi_{k}": ("entropic", {**pic, "target": v}) for k, v in setpoints.items()},
+    }
+    specs = []
+    for name in names:
+        lever, params = table.get(name, (name, {}))
+        specs.append(MethodSpec(name, lever, params))
+    return specs
+
+
+def methods_problem(seed: int = 0, *, contexts: int = 32, arms: int = 10, start_entropy: float = 1.3):
+    """The comparison bandit and its starting logits (S, K)."""
+    rng = np.random.default_rng(seed)
+    bandit = Bandit.random(contexts, arms, rng, best=(0.7, 0.7), others=(0.05, 0.6))
+    return bandit, logits_with_entropy(bandit, start_entropy, rng)
+
+
+def _coef(run) -> tuple[np.ndarray | None, str]:
+    for key, label in (("alpha", "α"), ("entropy_coef", "entropy coef"), ("kl_coef", "KL coef")):
+        if key in run.metrics:
+            return np.asarray(run.metrics[key]).reshape(-1, 1), label
+    return None, ""
+
+
+def run_methods(
+    bandit: Bandit, z0: np.ndarray, specs: list[MethodSpec], cfg: PlantConfig, *, steps: int, seeds: list[int]
+) -> list[MethodResult]:
+    """Run every spec on the bandit; results in spec order."""
+    results = []
+    for spec in specs:
+        lever = make_lever(spec.lever, loops=len(seeds), **spec.params)
+        lever.name = spec.label
+        run = run_lever(bandit, z0, lever, cfg, steps=steps, seeds=seeds)
+        coef, label = _coef(run)
+        results.append(
+            MethodResult(
+                name=spec.label,
+                entropy=run.entropy,
+                reward=run.reward,
+                clip_frac=run.clip_frac,
+                coef=coef,
+                coef_label=label,
+                target=run.target,
+                extra={"wall_s": run.seconds},
+            )
+        )
+    return results
