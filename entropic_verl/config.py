@@ -1,0 +1,146 @@
+"""The ``actor_rollout_ref.entropic`` config namespace, validated with one-line errors.
+
+verl instantiates ``actor_rollout_ref.actor`` into a dataclass and rejects keys it does not know,
+so the controller lives next to it, in its own namespace (added on the command line with ``+``)::
+
+    +actor_rollout_ref.entropic.target=0.1 +actor_rollout_ref.entropic.kp=1.0 ...
+
+Every error names the full key and the allowed range, e.g.
+``actor_rollout_ref.entropic.tau must be in (0, 1), got 1.5``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from pic.actuator import NORMALIZATIONS
+from pic.controller import ANTI_WINDUP_MODES, PIController
+
+__all__ = ["PREFIX", "EntroPICConfig", "check_actor_config"]
+
+PREFIX = "actor_rollout_ref.entropic"
+_NONFINITE = ("raise", "hold")
+
+
+@dataclass(frozen=True)
+class EntroPICConfig:
+    """EntroPIC settings. Defaults are the official ones (Kp 1, Ki 0.01, τ 0.95, α ∈ [−1, 1]).
+
+    target : entropy setpoint H* in nats (required, >= 0); e = H − H*, α > 0 lowers entropy.
+    kp, ki : PI gains (>= 0). ki = 0 is P control.
+    tau : high-probability threshold; the term acts on tokens with current π > τ.
+    normalization : "all_tokens" (paper: D = N, weights exactly 1 ± α) or "high_prob_tokens"
+        (official: D = N_h per micro-batch, effective weights 1 ± α·N/N_h).
+    alpha_min, alpha_max : output clip of α.
+    anti_windup, integral_limit, tracking_gain, on_nonfinite : see `pic.controller.PIController`.
+    """
+
+    target: float
+    kp: float = 1.0
+    ki: float = 0.01
+    tau: float = 0.95
+    normalization: str = "all_tokens"
+    alpha_min: float = -1.0
+    alpha_max: float = 1.0
+    anti_windup: str = "none"
+    integral_limit: float | None = None
+    tracking_gain: float = 1.0
+    on_nonfinite: str = "raise"
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any] | None, prefix: str = PREFIX) -> EntroPICConfig:
+        """Build from a dict or OmegaConf node; unknown keys and bad values raise ``ValueError``."""
+        if mapping is None:
+            raise ValueError(f"{prefix} is missing: add at least +{prefix}.target=<nats>")
+        try:  # an OmegaConf DictConfig: resolve interpolations into plain values
+            from omegaconf import DictConfig, OmegaConf
+
+            if isinstance(mapping, DictConfig):
+                mapping = OmegaConf.to_container(mapping, resolve=True)
+        except ImportError:  # pragma: no cover - omegaconf ships with verl
+            pass
+        if not isinstance(mapping, Mapping):
+            raise ValueError(f"{prefix} must be a mapping of keys, got {type(mapping).__name__}")
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(mapping) - set(known))
+        if unknown:
+            raise ValueError(f"{prefix} has unknown keys {unknown}; known keys: {known}")
+        if mapping.get("target") is None:
+            raise ValueError(f"{prefix}.target is required: the entropy setpoint in nats (>= 0)")
+        return cls(**dict(mapping)).validated(prefix)
+
+    def validated(self, prefix: str = PREFIX) -> EntroPICConfig:
+        """Return self after checking every field; raise ``ValueError`` naming the first bad key."""
+
+        def number(key: str) -> float:
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"{prefix}.{key} must be a finite number, got {value!r}")
+            return float(value)
+
+        def choice(key: str, allowed: tuple[str, ...]) -> None:
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{prefix}.{key} must be one of {list(allowed)}, got {getattr(self, key)!r}")
+
+        for key in ("target", "kp", "ki"):
+            if number(key) < 0:
+                raise ValueError(f"{prefix}.{key} must be >= 0, got {getattr(self, key)!r}")
+        if not 0.0 < number("tau") < 1.0:
+            raise ValueError(f"{prefix}.tau must be in (0, 1), got {self.tau!r}")
+        if not number("alpha_min") < number("alpha_max"):
+            raise ValueError(f"{prefix}.alpha_min must be < alpha_max, got {self.alpha_min!r} >= {self.alpha_max!r}")
+        if self.integral_limit is not None and not number("integral_limit") > 0:
+            raise ValueError(f"{prefix}.integral_limit must be > 0 or null, got {self.integral_limit!r}")
+        if not 0.0 < number("tracking_gain") <= 1.0:
+            raise ValueError(f"{prefix}.tracking_gain must be in (0, 1], got {self.tracking_gain!r}")
+        choice("normalization", NORMALIZATIONS)
+        choice("anti_windup", ANTI_WINDUP_MODES)
+        choice("on_nonfinite", _NONFINITE)
+        return self
+
+    def build_controller(self) -> PIController:
+        """The project's `PIController` with these settings (the one control law; no copy here)."""
+        return PIController(
+            kp=self.kp,
+            ki=self.ki,
+            target=self.target,
+            output_limits=(self.alpha_min, self.alpha_max),
+            anti_windup=self.anti_windup,
+            integral_limit=self.integral_limit,
+            tracking_gain=self.tracking_gain,
+            on_nonfinite=self.on_nonfinite,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_actor_config(actor: Mapping[str, Any], prefix: str = "actor_rollout_ref.actor") -> None:
+    """The verl actor settings EntroPIC relies on; raise ``ValueError`` naming the key to change."""
+
+    def get(node: Any, key: str, default: Any = None) -> Any:
+        return node.get(key, default) if node is not None else default
+
+    loss_mode = get(get(actor, "policy_loss"), "loss_mode", "vanilla")
+    if loss_mode != "entropic":
+        raise ValueError(
+            f"{prefix}.policy_loss.loss_mode must be 'entropic' with trainer.v1.trainer_mode=entropic_sync, "
+            f"got {loss_mode!r}"
+        )
+    if not get(actor, "calculate_entropy", False) and not get(actor, "entropy_coeff", 0):
+        raise ValueError(
+            f"{prefix}.calculate_entropy must be True for EntroPIC (the controller reads the training entropy)"
+        )
+    agg = get(actor, "loss_agg_mode", "token-mean")
+    if agg != "token-mean":
+        raise ValueError(f"{prefix}.loss_agg_mode must be 'token-mean' for loss_mode=entropic, got {agg!r}")
+    if get(actor, "strategy") == "megatron":
+        pp = get(get(actor, "megatron"), "pipeline_model_parallel_size", 1) or 1
+        if pp != 1:
+            raise ValueError(
+                f"{prefix}.megatron.pipeline_model_parallel_size must be 1 for EntroPIC "
+                f"(non-last pipeline stages compute no entropy), got {pp}"
+            )
