@@ -7,6 +7,7 @@
     python -m llm eval --model runs/pi/checkpoints/step_000200 --data runs/data/test.jsonl --k 8
     python -m llm plot runs/grpo runs/pi --out runs/compare.png
     python -m llm demo --out runs/demo
+    python -m llm compare --config configs/compare_tiny.toml --out runs/compare   # methods × seeds, one report
 
 Every command reads its dataclass from defaults ← ``--config FILE.toml`` ← ``--set key=value``
 (repeatable, dotted keys) ← the command's own flags. Errors in the configuration or the
@@ -186,6 +187,21 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from .compare import CompareConfig, run_compare
+
+    cfg = load_config(CompareConfig, args.config, _overrides(args))
+    rows = run_compare(cfg)
+    for r in rows:
+        print(
+            f"  {r['method']:<26} {r['verdict']:<13} |H - H*| {r['tracking_error']:.3f}"
+            f" ({100 * r['relative_error']:.0f} %)"
+            f"  final H {r['final_entropy']:.3f}  reward {r['final_reward']:.3f}"
+        )
+    print(f"wrote {cfg.compare.out}/report.md, report.png")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -235,6 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", default="")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("compare", help="entropy-control methods × seeds on the same checkpoint and data")
+    _common(p)
+    p.add_argument("--out", dest="flag:compare.out", help="comparison directory (compare.out)")
+    p.add_argument("--steps", dest="flag:train.steps", help="RL steps per run (train.steps)")
+    p.add_argument("--model", dest="flag:model.path", help="model directory ('' = build the demo's tiny model)")
+    p.add_argument("--data", dest="flag:data.train", help="training JSONL (data.train)")
+    p.add_argument("--test", dest="flag:data.test", help="test JSONL for avg@k / pass@k (data.test)")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("demo", help="init-tiny → make-data → SFT → GRPO vs EntroPIC, with a figure")
     p.add_argument("--out", required=True, help="output directory")

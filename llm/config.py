@@ -34,6 +34,7 @@ __all__ = [
     "RolloutConfig",
     "SFTConfig",
     "TrainConfig",
+    "build_config",
     "config_to_dict",
     "load_config",
 ]
@@ -520,6 +521,15 @@ def _coerce(value: Any, hint: Any, field: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{field} must be a table, got {value!r}")
         return _build(hint, value, field + ".")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{field} must be a list, got {value!r}")
+        (arm,) = typing.get_args(hint) or (Any,)
+        return [_coerce(v, arm, f"{field}[{i}]") for i, v in enumerate(value)]
+    if hint is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{field} must be a table, got {value!r}")
+        return value
     return value
 
 
@@ -550,6 +560,12 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
             tree = tomllib.loads(p.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+    return build_config(cls, tree, overrides)
+
+
+def build_config(cls: type[T], tree: dict[str, Any], overrides: list[str] | None = None) -> T:
+    """Build ``cls`` from a nested dict of values and ``key=value`` overrides (applied in order)."""
+    tree = {k: (dict(v) if isinstance(v, dict) else v) for k, v in tree.items()}
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key=value")

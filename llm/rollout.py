@@ -91,8 +91,17 @@ def generate(
     pad_id: int,
     generator: torch.Generator | None = None,
     device=None,
+    uniforms: torch.Tensor | None = None,
 ) -> RolloutBatch:
-    """Sample up to ``max_new_tokens`` tokens for every prompt (temperature > 0)."""
+    """Sample up to ``max_new_tokens`` tokens for every prompt (temperature > 0).
+
+    Token t of sequence i is drawn by inverse-CDF sampling with the uniform ``u[t, i]``:
+    the first token whose cumulative probability exceeds u. All uniforms, shape
+    (max_new_tokens, B), are drawn up front from ``generator`` (or passed in as
+    ``uniforms``), so a sequence's sample depends only on its own uniforms — not on the
+    batch it shares, on how many steps the batch runs, or on how a data-parallel job splits
+    the prompts across ranks.
+    """
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
     if max_new_tokens < 1:
@@ -100,6 +109,11 @@ def generate(
     device = torch.device(device) if device is not None else next(model.parameters()).device
     prompt, pmask = left_pad(prompt_ids, pad_id, device)
     b = prompt.shape[0]
+    if uniforms is None:
+        uniforms = torch.rand((max_new_tokens, b), generator=generator, device=device)
+    if tuple(uniforms.shape) != (max_new_tokens, b):
+        raise ValueError(f"uniforms must have shape (max_new_tokens, batch) = {(max_new_tokens, b)}")
+    uniforms = uniforms.to(device=device, dtype=torch.float32)
     attn = pmask
     cache_kwargs = _cache_kwargs(model, DynamicCache())
     out = model(
@@ -120,7 +134,10 @@ def generate(
     for t in range(max_new_tokens):
         logz = torch.log_softmax(logits.float() / temperature, dim=-1)  # (B, V)
         probs = logz.exp()
-        tok = torch.multinomial(probs, 1, generator=generator)[:, 0]
+        cdf = probs.cumsum(-1)
+        tok = torch.searchsorted(cdf, uniforms[t, :, None] * cdf[:, -1:], right=True)[:, 0].clamp_(
+            max=probs.shape[-1] - 1
+        )
         live = ~done
         tokens[:, t] = torch.where(live, tok, pad_id)
         alive[:, t] = live

@@ -38,6 +38,7 @@ from pic.levers import StepStats, TokenBatch
 from .checkpoint import capture_rng, find_latest, load_checkpoint, restore_rng, save_checkpoint
 from .config import ConfigError, RLConfig, config_to_dict
 from .data import PromptStream, load_jsonl
+from .distributed import init_distributed
 from .losses import PolicyLossConfig, policy_loss, response_logprobs
 from .metrics import MetricsLogger
 from .model import load_model
@@ -87,6 +88,14 @@ class Trainer:
             torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.train.seed)
         self.device = resolve_device(cfg.model.device)
+        self.dist = init_distributed(self.device.type)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        if cfg.data.prompts_per_step % self.dist.world:
+            raise ConfigError(
+                f"data.prompts_per_step must be a multiple of the {self.dist.world} ranks, "
+                f"got {cfg.data.prompts_per_step}"
+            )
         self.dtype = torch.float32
         self.model, self.tokenizer = load_model(cfg.model.path, device=self.device, dtype=torch.float32)
         self.model.train()
@@ -138,17 +147,27 @@ class Trainer:
         self.run_dir = Path(cfg.train.out)
         self.ckpt_dir = self.run_dir / "checkpoints"
         resume_step = self._maybe_resume() if cfg.train.resume else None
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2, default=str) + "\n")
-        self.logger = MetricsLogger(
-            self.run_dir,
-            tensorboard=cfg.train.tensorboard,
-            resume_step=resume_step,
-            total_steps=cfg.train.steps,
-            progress=cfg.train.progress,
-        )
-        if resume_step is None:
-            self.logger.text("config", "```\n" + json.dumps(config_to_dict(cfg), indent=2, default=str) + "\n```")
+        self.logger = None  # rank 0 logs; every rank traces its lever state when distributed
+        self._trace = None
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2, default=str) + "\n")
+            self.logger = MetricsLogger(
+                self.run_dir,
+                tensorboard=cfg.train.tensorboard,
+                resume_step=resume_step,
+                total_steps=cfg.train.steps,
+                progress=cfg.train.progress,
+            )
+            if resume_step is None:
+                self.logger.text("config", "```\n" + json.dumps(config_to_dict(cfg), indent=2, default=str) + "\n```")
+        self.dist.barrier()
+        if self.dist.enabled:
+            trace = self.run_dir / f"lever_rank{self.dist.rank}.jsonl"
+            kept = [] if resume_step is None or not trace.exists() else trace.read_text().splitlines()
+            kept = [line for line in kept if json.loads(line)["step"] <= (resume_step or 0)]  # drop re-run steps
+            trace.write_text("".join(line + "\n" for line in kept))
+            self._trace = open(trace, "a")  # noqa: SIM115 - kept open for the run
 
     @property
     def controller(self) -> PIController | None:
@@ -170,14 +189,19 @@ class Trainer:
         }
 
     def save(self) -> Path:
-        return save_checkpoint(
-            self.ckpt_dir,
-            self.step_count,
-            model=self.model,
-            tokenizer=self.tokenizer,
-            trainer_state=self._trainer_state(),
-            keep_last=self.cfg.train.keep_last,
-        )
+        """Rank 0 writes the checkpoint (the state is replicated); every rank waits for it."""
+        path = self.ckpt_dir / f"step_{self.step_count:06d}"
+        if self.dist.is_main:
+            path = save_checkpoint(
+                self.ckpt_dir,
+                self.step_count,
+                model=self.model,
+                tokenizer=self.tokenizer,
+                trainer_state=self._trainer_state(),
+                keep_last=self.cfg.train.keep_last,
+            )
+        self.dist.barrier()
+        return path
 
     def _maybe_resume(self) -> int | None:
         path = find_latest(self.ckpt_dir)
@@ -217,19 +241,28 @@ class Trainer:
                     dst.copy_(src)
 
     def rollout(self, examples) -> tuple[RolloutBatch, torch.Tensor, list[str]]:
-        """Sample group_size completions per prompt; return the batch, rewards (P, G) and texts."""
-        g = self.cfg.rollout.group_size
+        """Sample group_size completions of this rank's share of ``examples`` (the step's prompts).
+
+        Returns the local batch, rewards (P_local, G) and texts. The sampling uniforms are
+        drawn for the whole global batch on every rank, and each rank uses its columns, so a
+        completion does not depend on how the prompts are split across ranks.
+        """
+        g, n_new = self.cfg.rollout.group_size, self.cfg.rollout.max_new_tokens
+        share = len(examples) // self.dist.world
+        uniforms = torch.rand((n_new, len(examples) * g), generator=self.generators["rollout"], device=self.device)
+        rank = self.dist.rank
+        examples = examples[rank * share : (rank + 1) * share]
         prompts = [self._prompt_ids(ex.prompt) for ex in examples for _ in range(g)]
         self.rollout_model.eval()
         batch = generate(
             self.rollout_model,
             prompts,
-            max_new_tokens=self.cfg.rollout.max_new_tokens,
+            max_new_tokens=n_new,
             temperature=self.cfg.rollout.temperature,
             eos_id=self.eos_id,
             pad_id=self.pad_id,
-            generator=self.generators["rollout"],
             device=self.device,
+            uniforms=uniforms[:, rank * share * g : (rank + 1) * share * g],
         )
         self.model.train()
         ids = batch.response_ids.tolist()
@@ -246,6 +279,7 @@ class Trainer:
     def _micro_slices(self, idx: torch.Tensor, batch: RolloutBatch, micro: int):
         """Index chunks of ``idx`` with the columns they need (left prompt pad and right response pad trimmed)."""
         p = batch.prompt_ids.shape[1]
+        micro = max(micro, 1)
         for start in range(0, len(idx), micro):
             mi = idx[start : start + micro]
             pm = batch.prompt_mask[mi]
@@ -254,9 +288,17 @@ class Trainer:
             yield mi, first, max(t, 1)
 
     def update(self, batch: RolloutBatch, adv: torch.Tensor) -> dict[str, float] | None:
-        """PPO epochs × mini-batches with the lever's loss modifiers; aggregated stats, or None if non-finite."""
+        """PPO epochs × mini-batches with the lever's loss modifiers; aggregated stats, or None if non-finite.
+
+        Mini-batches are drawn from the global batch of sequences (rank r holds sequences
+        [r·n, (r+1)·n)); each rank trains on its members of the mini-batch, with the global
+        token counts, and the gradients are summed over ranks before the optimizer step.
+        """
         ppo = self.cfg.ppo
-        n_seq = batch.response_ids.shape[0]
+        d = self.dist
+        n_local = batch.response_ids.shape[0]
+        n_seq = n_local * d.world
+        offset = d.rank * n_local
         mini = n_seq // ppo.minibatches
         micro = ppo.micro_batch_size or mini
         on_policy = ppo.on_policy
@@ -268,7 +310,7 @@ class Trainer:
                 old_all = torch.cat(
                     [
                         self._logprobs(input_ids[mi], attn[mi], batch.response_ids[mi], p)[0]
-                        for mi in torch.arange(n_seq).split(micro)
+                        for mi in torch.arange(n_local).split(micro)
                     ]
                 )
         lever = self.lever
@@ -281,10 +323,13 @@ class Trainer:
                 else torch.arange(n_seq)
             )
             for j in range(ppo.minibatches):
-                idx = perm[j * mini : (j + 1) * mini].to(self.device)
+                members = perm[j * mini : (j + 1) * mini]
+                idx = (members[(members >= offset) & (members < offset + n_local)] - offset).to(self.device)
                 mask_mb = batch.response_mask[idx].float()
-                n_tok = float(mask_mb.sum())
                 counts = lever.counts(batch.logprobs[idx].reshape(1, -1), mask_mb.reshape(1, -1))
+                keys = sorted(counts)
+                n_tok, *totals = d.sum_floats(float(mask_mb.sum()), *(float(counts[k].sum()) for k in keys))
+                counts = {k: torch.full((1, 1), v, device=self.device) for k, v in zip(keys, totals, strict=True)}
                 self.optimizer.zero_grad(set_to_none=True)
                 for mi, first, t in self._micro_slices(idx, batch, micro):
                     cols = slice(first, p + t)
@@ -311,12 +356,13 @@ class Trainer:
                         ref_logp=None if ref is None else ref.reshape(1, -1),
                     )
                     loss, stats = policy_loss(tok, lever.modify(tok), self.loss_cfg)
-                    if not torch.isfinite(loss):
+                    if not torch.isfinite(loss) and not d.enabled:
                         self.optimizer.zero_grad(set_to_none=True)
                         return None
-                    loss.backward()
+                    loss.backward()  # under torchrun a non-finite loss reaches every rank through the gradients
                     for key, value in stats.items():
                         sums[key] = sums.get(key, 0.0) + float(value)
+                d.all_reduce_grads(self.model.parameters())
                 clip = self.cfg.optim.grad_clip or float("inf")
                 norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
                 if not torch.isfinite(norm):
@@ -326,6 +372,8 @@ class Trainer:
                 self.optimizer.step()
                 tokens_seen += n_tok
         n_updates = ppo.epochs * ppo.minibatches
+        keys = sorted(sums)
+        sums = dict(zip(keys, d.sum_floats(*(sums[k] for k in keys)), strict=True))
         return {
             "pg_loss": sums.get("pg_loss", 0.0) / max(tokens_seen, 1.0),
             "clip_frac": sums.get("clip_frac", 0.0) / max(tokens_seen, 1.0),
@@ -362,10 +410,21 @@ class Trainer:
         adv = group_advantages(rewards, eps=cfg.ppo.adv_eps, scale_by_std=cfg.ppo.advantage == "grpo")
         adv = adv.reshape(-1).to(self.device)
         mask = batch.response_mask
-        n_tokens = float(mask.sum())
-        entropy = float((batch.entropy * mask).sum() / max(n_tokens, 1.0))
-
-        nll = float(-(batch.logprobs * mask).sum() / max(n_tokens, 1.0))
+        # global token-weighted sums (identical on every rank under torchrun)
+        n_tokens, h_sum, lp_sum, r_sum, r_sq, n_r, flat, n_seq = self.dist.sum_floats(
+            float(mask.sum()),
+            float((batch.entropy * mask).sum()),
+            float((batch.logprobs * mask).sum()),
+            float(rewards.sum()),
+            float((rewards * rewards).sum()),
+            float(rewards.numel()),
+            float((rewards.max(-1).values == rewards.min(-1).values).sum()),
+            float(mask.shape[0]),
+        )
+        entropy = h_sum / max(n_tokens, 1.0)
+        nll = -lp_sum / max(n_tokens, 1.0)
+        reward_mean = r_sum / n_r
+        reward_std = math.sqrt(max(r_sq - n_r * reward_mean**2, 0.0) / max(n_r - 1, 1))
         lever = self.lever
         target = (
             lever.target_at(self.step_count)
@@ -381,11 +440,12 @@ class Trainer:
                     total_steps=cfg.train.steps,
                     entropy=entropy,
                     nll=nll,
-                    reward_mean=float(rewards.mean()),
+                    reward_mean=reward_mean,
                     clip_frac=self.last_clip_frac,
                 )
             )
         lever_row = lever.metrics()
+        self.dist.assert_same("the lever state", [float(v) for v in lever_row.values()], device=self.device)
 
         t1 = time.perf_counter()
         stats = None if skipped else self.update(batch, adv)
@@ -401,7 +461,6 @@ class Trainer:
         self._sync_rollout_model()
         self.step_count += 1
 
-        groups_flat = (rewards.max(-1).values == rewards.min(-1).values).float().mean()
         step_s = time.perf_counter() - t0
         row = {
             "step": self.step_count,
@@ -413,10 +472,10 @@ class Trainer:
             "i_term": 0.0,
             **lever_row,
             "entropy_nll": nll,
-            "reward_mean": float(rewards.mean()),
-            "reward_std": float(rewards.std()),
-            "frac_zero_std_groups": float(groups_flat),
-            "response_len_mean": n_tokens / mask.shape[0],
+            "reward_mean": reward_mean,
+            "reward_std": reward_std,
+            "frac_zero_std_groups": flat / (n_r / cfg.rollout.group_size),
+            "response_len_mean": n_tokens / n_seq,
             "lr": self.scheduler.get_last_lr()[0],
             "rollout_s": t_roll,
             "train_s": t_train,
@@ -431,6 +490,9 @@ class Trainer:
             row.setdefault(key, float("nan"))
         if skipped:
             log.warning("step %d skipped: non-finite entropy or loss", self.step_count)
+        if self._trace is not None:
+            self._trace.write(json.dumps({"step": self.step_count, **lever_row, "lever": lever.state_dict()}) + "\n")
+            self._trace.flush()
         return row
 
     def train(self) -> list[dict[str, Any]]:
@@ -439,13 +501,17 @@ class Trainer:
         try:
             while self.step_count < cfg.steps:
                 row = self.step()
-                self.logger.log(row)
+                if self.logger is not None:
+                    self.logger.log(row)
                 rows.append(row)
                 if cfg.save_every and self.step_count % cfg.save_every == 0 and self.step_count < cfg.steps:
                     self.save()
             self.save()
         finally:
-            self.logger.close()
+            if self.logger is not None:
+                self.logger.close()
+            if self._trace is not None:
+                self._trace.close()
         return rows
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "Schedule",
     "Step",
     "schedule_from_dict",
+    "seed002_setpoints",
 ]
 
 
@@ -274,6 +275,43 @@ SCHEDULES: dict[str, type[Schedule]] = {
         OscillatoryDecay,
     )
 }
+
+
+def seed002_setpoints(target: float, steps: int) -> dict[str, dict[str, Any]]:
+    """The shapes of the flexible-entropy-control schedules (arXiv 2602.09782) around ``target``.
+
+    Tables for `schedule_from_dict` over ``steps``: ``id`` rises to 1.5·target at mid-run and
+    ends at target/2; ``did`` dips to target/2 at a third, rises to 1.3·target at two thirds
+    and ends at target/2; ``od`` oscillates (period steps/4) under a ceiling decaying from
+    1.5·target to the floor target/2. They turn those clip-bound strategies into setpoints an
+    entropy controller can track.
+    """
+    _check_entropy("target", target)
+    _check_steps("steps", steps)
+    return {
+        "id": {
+            "kind": "increase_then_decrease",
+            "start": target,
+            "peak": 1.5 * target,
+            "end": 0.5 * target,
+            "total_steps": steps,
+        },
+        "did": {
+            "kind": "decrease_increase_decrease",
+            "start": target,
+            "trough": 0.5 * target,
+            "peak": 1.3 * target,
+            "end": 0.5 * target,
+            "total_steps": steps,
+        },
+        "od": {
+            "kind": "oscillatory_decay",
+            "start": 1.5 * target,
+            "total_steps": steps,
+            "period": max(steps // 4, 1),
+            "floor_ratio": 1 / 3,
+        },
+    }
 
 
 def schedule_from_dict(spec: dict[str, Any] | float | Sequence) -> Schedule:

@@ -20,6 +20,7 @@ import numpy as np
 
 from pic.levers import make_lever
 from pic.levers.report import MethodResult
+from pic.setpoint import seed002_setpoints
 
 from .bandit import Bandit, logits_with_entropy
 from .levers import run_lever
@@ -35,34 +36,6 @@ class MethodSpec:
     label: str
     lever: str
     params: dict[str, Any]
-
-
-def seed002_setpoints(target: float, steps: int) -> dict[str, dict[str, Any]]:
-    """The three seed-002 shapes as `pic.setpoint` tables around ``target`` over ``steps``."""
-    return {
-        "id": {
-            "kind": "increase_then_decrease",
-            "start": target,
-            "peak": 1.5 * target,
-            "end": 0.5 * target,
-            "total_steps": steps,
-        },
-        "did": {
-            "kind": "decrease_increase_decrease",
-            "start": target,
-            "trough": 0.5 * target,
-            "peak": 1.3 * target,
-            "end": 0.5 * target,
-            "total_steps": steps,
-        },
-        "od": {
-            "kind": "oscillatory_decay",
-            "start": 1.5 * target,
-            "total_steps": steps,
-            "period": max(steps // 4, 1),
-            "floor_ratio": 0.33,
-        },
-    }
 
 
 DEFAULT_METHODS = (

@@ -54,6 +54,7 @@ __all__ = [
     "StepStats",
     "TokenBatch",
     "check_plant",
+    "lever_parameters",
     "make_lever",
     "token_loss",
     "token_loss_grad",
