@@ -104,3 +104,42 @@ def test_bad_arguments(tiny_model_dir):
         generate(model, [[3]], max_new_tokens=2, temperature=0.0, eos_id=1, pad_id=0)
     with pytest.raises(ValueError, match="at least one token"):
         generate(model, [[]], max_new_tokens=2, eos_id=1, pad_id=0)
+
+
+def test_a_sequence_sample_does_not_depend_on_its_batch(tiny_model_dir):
+    """Inverse-CDF sampling with per-sequence uniforms: a data-parallel split samples the same tokens."""
+    model, tok = load_model(tiny_model_dir)
+    prompts = [tok(p, add_special_tokens=False)["input_ids"] for p in PROMPTS * 2]
+    u = torch.rand((6, len(prompts)), generator=torch.Generator().manual_seed(5))
+    kw = {"max_new_tokens": 6, "eos_id": tok.eos_token_id, "pad_id": tok.pad_token_id}
+    whole = generate(model, prompts, uniforms=u, **kw)
+    half = len(prompts) // 2
+    for part in (slice(0, half), slice(half, None)):
+        sub = generate(model, prompts[part], uniforms=u[:, part], **kw)
+        n = sub.response_ids.shape[1]
+        assert torch.equal(sub.response_mask, whole.response_mask[part, :n])
+        assert torch.equal(sub.response_ids * sub.response_mask, (whole.response_ids * whole.response_mask)[part, :n])
+        assert torch.allclose(sub.logprobs, whole.logprobs[part, :n], atol=1e-5)
+
+
+def test_inverse_cdf_sampling_follows_the_policy(tiny_model_dir):
+    """The first sampled token's frequencies match π (chi-square, 20 000 draws)."""
+    from scipy.stats import chisquare
+
+    model, tok = load_model(tiny_model_dir)
+    prompt = tok(PROMPTS[0], add_special_tokens=False)["input_ids"]
+    n = 20_000
+    batch = generate(
+        model, [prompt] * n, max_new_tokens=1, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt])).logits[0, -1].double()
+    p = torch.softmax(logits, -1).numpy()
+    counts = torch.bincount(batch.response_ids[:, 0], minlength=len(p)).numpy()
+    keep = p * n >= 5  # chi-square needs expected counts >= 5; pool the rest
+    obs, exp = list(counts[keep]), list(p[keep] * n)
+    if (~keep).any():
+        obs.append(counts[~keep].sum())
+        exp.append(p[~keep].sum() * n)
+    assert chisquare(obs, exp).pvalue > 1e-3
