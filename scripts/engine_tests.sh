@@ -31,16 +31,22 @@ for engine in "${engines[@]}"; do
     if [ ! -x "$py" ]; then
         python -m venv "$venv" || { failed=1; continue; }
     fi
-    constraints=$(mktemp)
-    echo "torch==2.13.0" >"$constraints"
-    if ! { "$py" -m pip install -q --disable-pip-version-check torch==2.13.0 \
-        && "$py" -m pip install -q --disable-pip-version-check -c "$constraints" -r "$req" -e ".[dev]"; }; then
-        echo "engine $engine: installing its environment failed" >&2
+    # reinstall only when the pins or the package metadata changed since the last install
+    stamp="$venv/.installed"
+    want=$(cat "$req" pyproject.toml | sha256sum | cut -d' ' -f1)
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        constraints=$(mktemp)
+        echo "torch==2.13.0" >"$constraints"
+        if ! { "$py" -m pip install -q --disable-pip-version-check torch==2.13.0 \
+            && "$py" -m pip install -q --disable-pip-version-check -c "$constraints" -r "$req" -e ".[dev]"; }; then
+            echo "engine $engine: installing its environment failed" >&2
+            rm -f "$constraints"
+            failed=1
+            continue
+        fi
         rm -f "$constraints"
-        failed=1
-        continue
+        echo "$want" >"$stamp"
     fi
-    rm -f "$constraints"
     ENTROPIC_REQUIRE_ENGINE="$engine" "$py" -m pytest -p no:cacheprovider -m "$engine" "tests/engines/$engine"
     status=$?
     if [ "$status" -eq 5 ]; then
