@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -153,7 +154,7 @@ def cmd_train(args) -> int:
 
     cfg = load_config(RLConfig, args.config, _overrides(args))
     rows = train(cfg)
-    if rows:
+    if rows and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
         last = rows[-1]
         print(
             f"trained to step {last['step']}: entropy {last['entropy']:.4f} (target {last['entropy_target']:.4g}), "
