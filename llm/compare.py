@@ -36,20 +36,7 @@ from pic.levers import LEVERS, lever_parameters
 from pic.levers.report import MethodResult, write_report
 from pic.setpoint import seed002_setpoints
 
-from .config import (
-    ENTROPIC_LEVERS,
-    ConfigError,
-    ControlConfig,
-    DataConfig,
-    ModelConfig,
-    OptimConfig,
-    PPOConfig,
-    RLConfig,
-    RolloutConfig,
-    TrainConfig,
-    _need,
-    build_config,
-)
+from .config import ENTROPIC_LEVERS, ConfigError, LeverConfig, RLConfig, _need, build_config
 from .metrics import read_metrics
 
 __all__ = ["DEFAULT_METHODS", "CompareConfig", "MethodEntry", "run_compare"]
@@ -120,20 +107,20 @@ class CompareSection:
 
 
 @dataclasses.dataclass
-class CompareConfig:
-    """``python -m llm compare``: the RL settings shared by every run, and the comparison."""
+class CompareConfig(RLConfig):
+    """``python -m llm compare``: the RL settings shared by every run (`RLConfig`'s tables), and the comparison."""
 
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-    data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    rollout: RolloutConfig = dataclasses.field(default_factory=RolloutConfig)
-    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
-    ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
-    control: ControlConfig = dataclasses.field(default_factory=ControlConfig)
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     compare: CompareSection = dataclasses.field(default_factory=CompareSection)
 
     def __post_init__(self):
+        super().__post_init__()
         _need(bool(self.compare.out), "compare.out", "a directory", self.compare.out)
+        _need(
+            self.lever == LeverConfig(),
+            "lever",
+            "left unset in a comparison (each [[compare.methods]] entry names its lever)",
+            self.lever,
+        )
 
     @property
     def reference_target(self) -> float:
