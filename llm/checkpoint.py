@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["capture_rng", "find_latest", "load_checkpoint", "restore_rng", "save_checkpoint"]
+__all__ = ["capture_rng", "find_latest", "load_checkpoint", "load_trainer_state", "restore_rng", "save_checkpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,12 @@ def save_checkpoint(
     tokenizer,
     trainer_state: dict[str, Any],
     keep_last: int = 2,
+    state_dict: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write checkpoint ``step`` atomically and prune to the newest ``keep_last``."""
+    """Write checkpoint ``step`` atomically and prune to the newest ``keep_last``.
+
+    ``state_dict``: the model weights when ``model``'s own parameters are sharded (FSDP).
+    """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:06d}"
@@ -81,7 +85,7 @@ def save_checkpoint(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    model.save_pretrained(tmp, safe_serialization=True)
+    model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
     tokenizer.save_pretrained(tmp)
     torch.save(trainer_state, tmp / STATE_FILE)
     if trainer_state.get("controller") is not None:
@@ -123,6 +127,11 @@ def find_latest(root: str | Path) -> Path | None:
     return done[-1] if done else None
 
 
+def load_trainer_state(path: str | Path) -> dict[str, Any]:
+    """The trainer state of a checkpoint, without touching any model."""
+    return torch.load(Path(path) / STATE_FILE, weights_only=False)
+
+
 def load_checkpoint(path: str | Path, model) -> dict[str, Any]:
     """Load the weights into ``model`` (in place) and return the trainer state."""
     from safetensors.torch import load_model
@@ -135,4 +144,4 @@ def load_checkpoint(path: str | Path, model) -> dict[str, Any]:
     tied = {name for name in missing if name.endswith("lm_head.weight")}
     if set(missing) - tied or unexpected:
         raise ValueError(f"{path}: weights do not match the model (missing {missing}, unexpected {unexpected})")
-    return torch.load(path / STATE_FILE, weights_only=False)
+    return load_trainer_state(path)

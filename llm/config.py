@@ -282,8 +282,12 @@ class TrainConfig:
     progress: bool = True
     threads: int = 0
     """torch CPU threads (0 = torch's default)."""
+    parallel: str = "ddp"
+    """Under torchrun: 'ddp' (a full replica per rank, gradients summed) or 'fsdp' (FSDP2:
+    parameters, gradients and optimizer state sharded across the ranks)."""
 
     def __post_init__(self):
+        _need(self.parallel in ("ddp", "fsdp"), "train.parallel", "'ddp' or 'fsdp'", self.parallel)
         _need(self.steps >= 1, "train.steps", "an integer >= 1", self.steps)
         _need(self.save_every >= 0, "train.save_every", "an integer >= 0", self.save_every)
         _need(self.keep_last >= 1, "train.keep_last", "an integer >= 1", self.keep_last)

@@ -85,6 +85,22 @@ class Dist:
         if not torch.equal(hi, -neg_lo):
             raise RuntimeError(f"{name} differs across ranks: max {hi.tolist()} vs min {(-neg_lo).tolist()}")
 
+    def all_true(self, flag: bool, device=None) -> bool:
+        """True when ``flag`` holds on every rank."""
+        if not self.enabled:
+            return bool(flag)
+        t = torch.tensor([0.0 if flag else 1.0], device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return float(t) == 0.0
+
+    def max_int(self, value: int, device=None) -> int:
+        """max over ranks of an integer."""
+        if not self.enabled:
+            return int(value)
+        t = torch.tensor([float(value)], device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return int(t)
+
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
@@ -107,3 +123,105 @@ def init_distributed(device_type: str) -> Dist:
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend=backend)
     return Dist(rank=rank, world=world, local_rank=local_rank)
+
+
+# ------------------------------------------------------------------------------ FSDP2
+class ShardedPolicy(torch.nn.Module):
+    """The causal LM as the root FSDP2 module, with one forward per use.
+
+    FSDP2 gathers a module's parameters in its forward pre-hook and reduces their gradients
+    from hooks set up there, so every use of the root's own parameters (embeddings, final
+    norm, LM head) must go through this module's forward: ``mode="lm"`` is the model's own
+    forward (sampling with a KV cache), ``mode="score"`` the chunked response log-probs and
+    entropies of `llm.losses.response_logprobs`.
+    """
+
+    def __init__(self, lm: torch.nn.Module) -> None:
+        super().__init__()
+        self.lm = lm
+        self.tied_aliases: set[str] = set()
+        """Parameter names that alias another one (left out of saved weights, as Hugging Face does)."""
+
+    def forward(self, mode: str, *args, **kwargs):
+        if mode == "lm":
+            return self.lm(*args, **kwargs)
+        from .losses import response_logprobs
+
+        return response_logprobs(self.lm, *args, **kwargs)
+
+
+class LMCall:
+    """What `llm.rollout.generate` needs of a model, answered by a `ShardedPolicy`."""
+
+    def __init__(self, policy: ShardedPolicy) -> None:
+        self.policy = policy
+        self.hf_model = policy.lm  # its forward signature says how to pass the KV cache
+
+    def __call__(self, **kwargs):
+        return self.policy("lm", **kwargs)
+
+    def parameters(self):
+        return self.policy.parameters()
+
+    def eval(self):
+        self.policy.eval()
+        return self
+
+    def train(self, mode: bool = True):
+        self.policy.train(mode)
+        return self
+
+
+def decoder_layers(lm: torch.nn.Module) -> list[torch.nn.Module]:
+    """The transformer blocks of a Hugging Face causal LM (``model.layers`` for Llama/Qwen-style models)."""
+    layers = getattr(getattr(lm, "base_model", lm), "layers", None)
+    if layers is None:
+        raise ValueError(f"train.parallel = 'fsdp' needs a model with base_model.layers; {type(lm).__name__} has none")
+    return list(layers)
+
+
+def shard(lm: torch.nn.Module) -> ShardedPolicy:
+    """FSDP2: shard every decoder layer and the rest (the root) across the ranks.
+
+    Gradients are *summed* over ranks (divide factor 1): every rank's loss is already its share
+    of the global token mean, as in the data-parallel path.
+    """
+    from torch.distributed.fsdp import fully_shard
+
+    policy = ShardedPolicy(lm)
+    seen: dict[int, str] = {}
+    for name, param in lm.named_parameters(remove_duplicate=False):  # tied weights (e.g. LM head = embeddings)
+        if id(param) in seen:
+            policy.tied_aliases.add(name)
+        seen.setdefault(id(param), name)
+    units = decoder_layers(lm)
+    for layer in units:
+        fully_shard(layer)
+    fully_shard(policy, reshard_after_forward=False)
+    for unit in (*units, policy):  # each FSDP unit reduces its own gradients
+        unit.set_gradient_divide_factor(1.0)
+        unit.set_force_sum_reduction_for_comms(True)  # a plain SUM (gloo has no pre-multiplied sum)
+    return policy
+
+
+def full_model_state(policy: ShardedPolicy) -> dict[str, torch.Tensor]:
+    """The unsharded model weights on the CPU (a collective: call on every rank)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    sd = get_model_state_dict(policy, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    sd = {k.removeprefix("lm."): v for k, v in sd.items()}
+    return {k: v for k, v in sd.items() if k not in policy.tied_aliases}
+
+
+def full_optimizer_state(policy: ShardedPolicy, optimizer) -> dict:
+    """The unsharded optimizer state keyed by parameter name (a collective)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    return get_optimizer_state_dict(policy, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_full_optimizer_state(policy: ShardedPolicy, optimizer, state: dict) -> None:
+    """Scatter a full optimizer state (as from `full_optimizer_state`) onto the shards."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(policy, optimizer, optim_state_dict=state, options=StateDictOptions(full_state_dict=True))

@@ -73,7 +73,7 @@ def _cache_kwargs(model, cache) -> dict:
     so a user's pinned version works. ``logits_to_keep=1`` (where accepted) keeps the prefill
     from projecting every prompt position onto the vocabulary.
     """
-    params = inspect.signature(type(model).forward).parameters
+    params = inspect.signature(type(getattr(model, "hf_model", model)).forward).parameters
     kwargs = {"cache" if "cache" in params else "past_key_values": cache, "use_cache": True}
     if "logits_to_keep" in params:
         kwargs["logits_to_keep"] = 1
@@ -92,6 +92,7 @@ def generate(
     generator: torch.Generator | None = None,
     device=None,
     uniforms: torch.Tensor | None = None,
+    all_finished=None,
 ) -> RolloutBatch:
     """Sample up to ``max_new_tokens`` tokens for every prompt (temperature > 0).
 
@@ -100,7 +101,8 @@ def generate(
     (max_new_tokens, B), are drawn up front from ``generator`` (or passed in as
     ``uniforms``), so a sequence's sample depends only on its own uniforms — not on the
     batch it shares, on how many steps the batch runs, or on how a data-parallel job splits
-    the prompts across ranks.
+    the prompts across ranks. ``all_finished(done) -> bool`` replaces the local "every sequence
+    has finished" test (a sharded model must run the same number of steps on every rank).
     """
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
@@ -144,7 +146,8 @@ def generate(
         logps[:, t] = torch.where(live, logz.gather(-1, tok[:, None])[:, 0], 0.0)
         ents[:, t] = torch.where(live, -(probs * logz).sum(-1), 0.0)
         done = done | (tok == eos_id)
-        if t == max_new_tokens - 1 or ((t + 1) % check_every == 0 and bool(done.all())):
+        finished = all_finished or (lambda d: bool(d.all()))
+        if t == max_new_tokens - 1 or ((t + 1) % check_every == 0 and finished(done)):
             steps = t + 1
             break
         attn = torch.cat([attn, live[:, None].long()], dim=1)

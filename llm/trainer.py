@@ -35,10 +35,24 @@ from pic import PIController
 from pic.grpo import group_advantages
 from pic.levers import StepStats, TokenBatch
 
-from .checkpoint import capture_rng, find_latest, load_checkpoint, restore_rng, save_checkpoint
+from .checkpoint import (
+    capture_rng,
+    find_latest,
+    load_checkpoint,
+    load_trainer_state,
+    restore_rng,
+    save_checkpoint,
+)
 from .config import ConfigError, RLConfig, config_to_dict
 from .data import PromptStream, load_jsonl
-from .distributed import init_distributed
+from .distributed import (
+    LMCall,
+    full_model_state,
+    full_optimizer_state,
+    init_distributed,
+    load_full_optimizer_state,
+    shard,
+)
 from .losses import PolicyLossConfig, policy_loss, response_logprobs
 from .metrics import MetricsLogger
 from .model import load_model
@@ -103,8 +117,20 @@ class Trainer:
         h_max = math.log(vocab)
         if cfg.control.enabled and not 0 <= cfg.control.max_target(cfg.train.steps) <= h_max:
             raise ConfigError(f"control.target must lie in [0, log V = {h_max:.3f}] nats, got {cfg.control.target!r}")
+        self.run_dir = Path(cfg.train.out)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.lever = cfg.build_lever()
+        self.fsdp = None  # the sharded root module under train.parallel = "fsdp"
+        if cfg.train.parallel == "fsdp" and self.dist.enabled:
+            if self.lever.needs_reference:
+                raise ConfigError("train.parallel = 'fsdp' does not support a reference model (lever kl_penalty)")
+            latest = find_latest(self.ckpt_dir) if cfg.train.resume else None
+            if latest is not None:  # weights go in before sharding; the rest of the state in _maybe_resume
+                load_checkpoint(latest, self.model)
+            self.fsdp = shard(self.model)
+            self.rollout_model = LMCall(self.fsdp)
         # bf16 copy for sampling on CUDA (weights synced after each step); the CPU samples from the master
-        if self.device.type == "cuda" and cfg.model.dtype != "float32":
+        elif self.device.type == "cuda" and cfg.model.dtype != "float32":
             import copy
 
             self.rollout_model = copy.deepcopy(self.model).to(torch.bfloat16).eval()
@@ -126,7 +152,6 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda(o.schedule, o.warmup_steps, cfg.train.steps, o.min_lr_ratio)
         )
-        self.lever = cfg.build_lever()
         self.ref_model = None
         if self.lever.needs_reference:  # a frozen copy of the starting policy
             import copy
@@ -144,8 +169,6 @@ class Trainer:
         }
         self.step_count = 0
         self.last_clip_frac = math.nan  # of the previous step's updates, for levers that read it
-        self.run_dir = Path(cfg.train.out)
-        self.ckpt_dir = self.run_dir / "checkpoints"
         resume_step = self._maybe_resume() if cfg.train.resume else None
         self.logger = None  # rank 0 logs; every rank traces its lever state when distributed
         self._trace = None
@@ -175,10 +198,10 @@ class Trainer:
         return getattr(self.lever, "controller", None)
 
     # ------------------------------------------------------------- checkpoints
-    def _trainer_state(self) -> dict[str, Any]:
+    def _trainer_state(self, optimizer_state: dict | None = None) -> dict[str, Any]:
         return {
             "step": self.step_count,
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": optimizer_state if optimizer_state is not None else self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "controller": self.controller.state_dict() if self.controller else None,
             "lever": {"name": self.lever.name, "state": self.lever.state_dict()},
@@ -191,14 +214,19 @@ class Trainer:
     def save(self) -> Path:
         """Rank 0 writes the checkpoint (the state is replicated); every rank waits for it."""
         path = self.ckpt_dir / f"step_{self.step_count:06d}"
+        weights = optim = None
+        if self.fsdp is not None:  # gathering the full state is a collective: every rank takes part
+            weights = full_model_state(self.fsdp)
+            optim = full_optimizer_state(self.fsdp, self.optimizer)
         if self.dist.is_main:
             path = save_checkpoint(
                 self.ckpt_dir,
                 self.step_count,
                 model=self.model,
                 tokenizer=self.tokenizer,
-                trainer_state=self._trainer_state(),
+                trainer_state=self._trainer_state(optim),
                 keep_last=self.cfg.train.keep_last,
+                state_dict=weights,
             )
         self.dist.barrier()
         return path
@@ -208,8 +236,12 @@ class Trainer:
         if path is None:
             log.info("no checkpoint in %s: starting from scratch", self.ckpt_dir)
             return None
-        state = load_checkpoint(path, self.model)
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.fsdp is not None:  # the weights were loaded before sharding
+            state = load_trainer_state(path)
+            load_full_optimizer_state(self.fsdp, self.optimizer, state["optimizer"])
+        else:
+            state = load_checkpoint(path, self.model)
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         lever = state.get("lever")
         if lever is not None:
@@ -235,7 +267,7 @@ class Trainer:
         return ids
 
     def _sync_rollout_model(self) -> None:
-        if self.rollout_model is not self.model:
+        if self.fsdp is None and self.rollout_model is not self.model:
             with torch.no_grad():
                 for dst, src in zip(self.rollout_model.parameters(), self.model.parameters(), strict=True):
                     dst.copy_(src)
@@ -263,6 +295,7 @@ class Trainer:
             pad_id=self.pad_id,
             device=self.device,
             uniforms=uniforms[:, rank * share * g : (rank + 1) * share * g],
+            all_finished=None if self.fsdp is None else self._all_finished,
         )
         self.model.train()
         ids = batch.response_ids.tolist()
@@ -330,6 +363,8 @@ class Trainer:
                 keys = sorted(counts)
                 n_tok, *totals = d.sum_floats(float(mask_mb.sum()), *(float(counts[k].sum()) for k in keys))
                 counts = {k: torch.full((1, 1), v, device=self.device) for k, v in zip(keys, totals, strict=True)}
+                n_micro = -(-len(idx) // max(micro, 1))
+                n_pad = self.dist.max_int(n_micro, self.device) - n_micro if self.fsdp is not None else 0
                 self.optimizer.zero_grad(set_to_none=True)
                 for mi, first, t in self._micro_slices(idx, batch, micro):
                     cols = slice(first, p + t)
@@ -362,7 +397,10 @@ class Trainer:
                     loss.backward()  # under torchrun a non-finite loss reaches every rank through the gradients
                     for key, value in stats.items():
                         sums[key] = sums.get(key, 0.0) + float(value)
-                d.all_reduce_grads(self.model.parameters())
+                if self.fsdp is not None:
+                    self._pad_micro_batches(batch, n_pad)
+                else:
+                    d.all_reduce_grads(self.model.parameters())
                 clip = self.cfg.optim.grad_clip or float("inf")
                 norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
                 if not torch.isfinite(norm):
@@ -384,19 +422,39 @@ class Trainer:
             "train_tokens": tokens_seen,
         }
 
-    def _logprobs(self, input_ids, attn, response_ids, prompt_len, *, entropy: bool = False, model=None):
-        """(log-probs, entropies or None) of the response tokens; entropies carry a gradient."""
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
-        with autocast:
-            return response_logprobs(
-                model or self.model,
-                input_ids,
-                attn,
-                response_ids,
-                temperature=self.cfg.rollout.temperature,
-                with_entropy=entropy,
-                entropy_grad=entropy,
+    def _all_finished(self, done: torch.Tensor) -> bool:
+        """Sampling stops when every sequence of every rank has finished (a sharded model steps in lockstep)."""
+        return self.dist.all_true(bool(done.all()), self.device)
+
+    def _pad_micro_batches(self, batch: RolloutBatch, n_pad: int) -> None:
+        """FSDP: ``n_pad`` zero-weight forward/backward passes, so every rank makes as many as the busiest.
+
+        Sharded parameters are gathered and gradients reduced inside every forward and
+        backward, so all ranks must make the same number of them; a rank with fewer sequences
+        in this mini-batch adds passes over one token whose loss is multiplied by 0.
+        """
+        p = batch.prompt_ids.shape[1]
+        for _ in range(n_pad):
+            logp, ent = self._logprobs(
+                batch.input_ids[:1, : p + 1],
+                batch.attention_mask[:1, : p + 1],
+                batch.response_ids[:1, :1],
+                p,
+                entropy=self.lever.needs_entropy,
             )
+            (logp.sum() * 0.0 + (ent.sum() * 0.0 if ent is not None else 0.0)).backward()
+
+    def _logprobs(self, input_ids, attn, response_ids, prompt_len, *, entropy: bool = False, model=None):
+        """(log-probs, entropies or None) of the response tokens; entropies carry a gradient.
+
+        ``model`` defaults to the policy; a sharded policy is called through its root module.
+        """
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
+        kwargs = {"temperature": self.cfg.rollout.temperature, "with_entropy": entropy, "entropy_grad": entropy}
+        with autocast:
+            if model is None and self.fsdp is not None:
+                return self.fsdp("score", input_ids, attn, response_ids, **kwargs)
+            return response_logprobs(model or self.model, input_ids, attn, response_ids, **kwargs)
 
     # ------------------------------------------------------------------- step
     def step(self) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Data parallelism: 2 gloo ranks under torchrun equal 1 process on the same global batch.
+"""Data parallelism (replicas, or FSDP2 shards): 2 gloo ranks under torchrun equal 1 process on the same global batch.
 
 Run: python -m pytest tests/llm/test_distributed.py
 """
@@ -73,10 +73,18 @@ def _trace(out: Path, rank: int) -> list[dict]:
     return [json.loads(line) for line in (out / f"lever_rank{rank}.jsonl").read_text().splitlines()]
 
 
-def test_two_ranks_equal_one_process_and_agree_across_a_resume(setup, tmp_path):
+@pytest.fixture(scope="module")
+def one_process(setup, tmp_path_factory):
     model, data = setup
-    one = _train(model, data, tmp_path / "one", ranks=1, steps=4)
-    two = _train(model, data, tmp_path / "two", ranks=2, steps=4)
+    return _train(model, data, tmp_path_factory.mktemp("one") / "run", ranks=1, steps=4)
+
+
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_two_ranks_equal_one_process_and_agree_across_a_resume(setup, one_process, tmp_path, parallel):
+    model, data = setup
+    mode = ("--set", f"train.parallel={parallel}")
+    one = one_process
+    two = _train(model, data, tmp_path / "two", ranks=2, steps=4, extra=mode)
     assert [r["step"] for r in two] == [1, 2, 3, 4]
     assert any(r["grad_norm"] > 0 for r in one) and any(r["alpha"] != 0 for r in one)  # the test has signal
     for a, b in zip(one, two, strict=True):
@@ -87,8 +95,8 @@ def test_two_ranks_equal_one_process_and_agree_across_a_resume(setup, tmp_path):
     assert [t["alpha"] for t in _trace(tmp_path / "two", 0)] == [r["alpha"] for r in two]
 
     # interrupted after step 2, resumed by both ranks: the same run
-    _train(model, data, tmp_path / "split", ranks=2, steps=2)
-    resumed = _train(model, data, tmp_path / "split", ranks=2, steps=4, resume=True)
+    _train(model, data, tmp_path / "split", ranks=2, steps=2, extra=mode)
+    resumed = _train(model, data, tmp_path / "split", ranks=2, steps=4, resume=True, extra=mode)
     assert [r["step"] for r in resumed] == [1, 2, 3, 4]
     for a, b in zip(two, resumed, strict=True):
         for key in COMPARED:
