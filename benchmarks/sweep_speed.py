@@ -1,19 +1,27 @@
 """Speed of the exact-mode stability sweep: 64×64 (kp, ki) loops × 100-arm bandit × 2000 steps.
 
 Prints the wall time of the project's sweep path (`sim.BanditPlant` on the compiled torch
-backend driven by one `pic.PIController` holding the whole gain grid) and of a
-straightforward numpy float64 loop measured in the same run, their ratio, and the largest
-difference between the two entropy trajectories.
+backend driven by one `pic.PIController` holding the whole gain grid; best and median of
+``--repeats``, compilation excluded and printed separately) and of a straightforward numpy
+float64 loop measured in the same run, their ratio, and how well the two agree: the largest
+entropy difference over the first 100 steps, and the share of cells where both reach the same
+verdict (settled within 1e-3 nats of the target, or not). The load average is printed before
+and after, since the timings mean little on a busy machine.
 
     python benchmarks/sweep_speed.py                 # full comparison (~1 min)
     python benchmarks/sweep_speed.py --naive-steps 200   # extrapolate the naive loop from 200 steps
 
-Goal: ≤ 2 s for the sweep on a 2-core CPU (the naive loop takes 15–50 s there).
+Goal: ≤ 2 s for the sweep on a 2-core CPU. Measured there (torch 2.13 CPU, 2 threads, 1-min
+load 0.7 at the start): compile 4.7 s, sweep best 1.55 s / median 1.56 s, naive loop 20.8 s
+(17–26 s over several runs, depending on the load), speed-up 13×; agreement 9.9e-07 nats over
+the first 100 steps, same verdict in 98.7 % of cells. Repeats hit by other jobs on the cores
+take 15–50 s: read the load line.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 from math import comb
@@ -22,7 +30,6 @@ import numpy as np
 
 from pic import PIController
 from pic.actuator import entropic_weights
-from pic.stability import is_stable
 from sim._perf import keep_freed_memory
 from sim.bandit import standard_problem
 from sim.plant import BanditPlant, PlantConfig
@@ -99,6 +106,7 @@ def main() -> None:
         f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads"
     )
+    print("load average (1, 5, 15 min) at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
     t0 = time.perf_counter()
     BanditPlant(bandit, z0, loops=kp.size, config=cfg, backend="torch", compile=True).step(np.zeros(kp.size))
@@ -108,7 +116,10 @@ def main() -> None:
         fast, dt = fast_sweep(bandit, z0, kp, ki, 0.1, args.steps, cfg)
         times.append(dt)
     best = min(times)
-    print(f"fast sweep (torch compiled, float32): best {best:.2f} s, all {', '.join(f'{t:.2f}' for t in times)} s")
+    print(
+        f"fast sweep (torch compiled, float32): best {best:.2f} s, median {np.median(times):.2f} s, "
+        f"all {', '.join(f'{t:.2f}' for t in times)} s (compile excluded)"
+    )
 
     n_naive = args.naive_steps or args.steps
     t0 = time.perf_counter()
@@ -116,12 +127,26 @@ def main() -> None:
     t_naive = (time.perf_counter() - t0) * args.steps / n_naive
     note = "" if n_naive == args.steps else f" (extrapolated from {n_naive} steps)"
     print(f"naive numpy float64 loop: {t_naive:.1f} s{note}")
-    print(f"speed-up: {t_naive / best:.1f}x")
-    # unstable cells saturate into chaotic limit cycles where float32 and float64 part ways;
-    # compare the trajectories of the cells that are stable with margin
-    calm = is_stable(kp_n.ravel(), ki_n.ravel(), 1.5) & (ki_n.ravel() > 0.05)
-    diff = np.abs(fast[:n_naive].astype(float) - naive)[:, calm].max()
-    print(f"max |H_fast - H_naive| over {n_naive} steps, {calm.sum()} stable loops: {diff:.2e} nats")
+    print(f"speed-up: {t_naive / best:.1f}x (best fast sweep against the naive loop)")
+    # Agreement of the two implementations. The actuator switches on where π > τ, so the map
+    # is discontinuous: once rounding puts an arm on the other side of τ, two trajectories part
+    # (float64 against float64 with another order of operations does it too), and a max over
+    # the whole run measures that chaos, not the implementation. Compare (1) the first 100
+    # steps of every loop, before any divergence is amplified, and (2) the verdict the sweep
+    # cares about: settled within 1e-3 nats of the target over the last 100 steps.
+    head = min(100, n_naive)
+    diff = np.abs(fast[:head].astype(float) - naive[:head]).max()
+    print(f"max |H_fast - H_naive| over the first {head} steps, all {kp.size} loops: {diff:.2e} nats")
+    if n_naive == args.steps:
+        tail = min(100, n_naive)
+        settled_fast = (np.abs(fast[-tail:].astype(float) - 0.1) <= 1e-3).all(0)
+        settled_naive = (np.abs(naive[-tail:] - 0.1) <= 1e-3).all(0)
+        same = 100 * np.mean(settled_fast == settled_naive)
+        print(
+            f"settled (|e| <= 1e-3 over the last {tail} steps): fast {settled_fast.sum()}, naive "
+            f"{settled_naive.sum()} loops; same verdict in {same:.2f} % of cells"
+        )
+    print("load average (1, 5, 15 min) at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

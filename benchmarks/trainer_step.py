@@ -3,9 +3,13 @@
 Both trainers run on-policy GRPO (one optimizer step per generation batch of P prompts × G
 completions, temperature 1, no KL, no reference model) on the same tiny Qwen2 model built by
 `llm.model.build_tiny` and the same arithmetic prompts and reward. Each runs in its own
-subprocess so peak memory (max RSS) is measured separately. Reported per trainer: median
-seconds per optimizer step after warm-up (rollout and training separately for ours), response
-tokens per second, and peak RSS.
+subprocess so peak memory (max RSS, which includes each one's imports) is measured separately.
+Reported per trainer: median (and fastest)
+wall seconds per optimizer step after warm-up (ours: one
+`Trainer.step()` plus its metrics line; TRL: from one `on_step_end` to the next, so the batch
+fetch, generation, rewards, forward/backward, optimizer and logging are all inside), response
+tokens per second, and peak RSS; for ours also the rollout and training phases separately.
+The load average is printed before and after: the timings mean little on a busy machine.
 
     python benchmarks/trainer_step.py                       # ours vs TRL (needs `pip install trl`)
     python benchmarks/trainer_step.py --only ours --device cuda --hidden 1024 --layers 16
@@ -75,16 +79,27 @@ def run_ours(model: Path, data: Path, out: Path, args) -> dict:
         ],
     )
     trainer = Trainer(cfg)
-    rows = [trainer.step() for _ in range(args.steps + args.warmup)][args.warmup :]
-    if torch.cuda.is_available() and args.device.startswith("cuda"):
-        torch.cuda.synchronize()
+    rows, walls = [], []
+    for _ in range(args.steps + args.warmup):
+        t0 = time.perf_counter()
+        row = trainer.step()
+        trainer.logger.log(row)  # the per-step metrics line, as in a real run
+        if torch.cuda.is_available() and args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        walls.append(time.perf_counter() - t0)
+        rows.append(row)
+    trainer.logger.close()
+    rows, walls = rows[args.warmup :], walls[args.warmup :]
+    mean_len = statistics.mean(r["response_len_mean"] for r in rows)
     return {
-        "step_s": statistics.median(r["step_s"] for r in rows),
+        "step_s": statistics.median(walls),
+        "step_min_s": min(walls),
         "rollout_s": statistics.median(r["rollout_s"] for r in rows),
         "train_s": statistics.median(r["train_s"] for r in rows),
-        "tokens_per_s": statistics.median(r["tokens_per_s"] for r in rows),
+        "response_len": mean_len,
         "rollout_tokens_per_s": statistics.median(r["rollout_tokens_per_s"] for r in rows),
-        "response_len": statistics.mean(r["response_len_mean"] for r in rows),
+        "train_tokens_per_s": statistics.median(r["train_tokens_per_s"] for r in rows),
+        "tokens_per_s": args.prompts * args.group * mean_len / statistics.median(walls),
         "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
     }
 
@@ -129,24 +144,30 @@ def run_trl(model: Path, data: Path, out: Path, args) -> dict:
         seed=0,
         dataloader_num_workers=0,
     )
-    times: list[float] = []
+    marks: list[float] = []
 
     class Clock(TrainerCallback):
-        def on_step_begin(self, *a, **k):
-            self.t0 = time.perf_counter()
+        # Wall time from one optimizer step's end to the next: the whole step, like ours —
+        # fetching the prompts, generation (inside training_step), rewards, forward/backward,
+        # optimizer and the per-step logging. on_step_begin would miss the batch fetch,
+        # which the Trainer does before it.
+        def on_train_begin(self, *a, **k):
+            marks.append(time.perf_counter())
 
         def on_step_end(self, *a, **k):
-            times.append(time.perf_counter() - self.t0)
+            marks.append(time.perf_counter())
 
     trainer = GRPOTrainer(
         model=lm, reward_funcs=reward, args=cfg, train_dataset=ds, processing_class=tok, callbacks=[Clock()]
     )
     trainer.train()
+    times = [b - a for a, b in zip(marks, marks[1:], strict=False)]
     steps = times[args.warmup :]
     lengths = [h["completions/mean_length"] for h in trainer.state.log_history if "completions/mean_length" in h]
     mean_len = statistics.mean(lengths[args.warmup :]) if lengths else float("nan")
     return {
         "step_s": statistics.median(steps),
+        "step_min_s": min(steps),
         "tokens_per_s": batch * mean_len / statistics.median(steps),
         "response_len": mean_len,
     }
@@ -191,6 +212,7 @@ def main() -> None:
             f"{args.prompts} prompts x {args.group} completions, <= {args.max_new_tokens} new tokens; "
             f"device {args.device}, {args.threads or os.cpu_count()} threads"
         )
+        print("load average (1, 5, 15 min) at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
         results = {}
         for which in [args.only] if args.only else ["ours", "trl"]:
             argv = [sys.executable, __file__, "--child", which, "--tmp", tmp] + [
@@ -207,20 +229,34 @@ def main() -> None:
             results[which] = res
             extra = (
                 f" (rollout {res['rollout_s'] * 1000:.0f} ms, train {res['train_s'] * 1000:.0f} ms, "
-                f"decode {res['rollout_tokens_per_s']:.0f} tok/s)"
+                f"decode {res['rollout_tokens_per_s']:.0f} tok/s, train {res['train_tokens_per_s']:.0f} tok/s)"
                 if which == "ours"
                 else ""
             )
             print(
-                f"{which:>4}: {res['step_s'] * 1000:.0f} ms/step{extra}, {res['tokens_per_s']:.0f} response tok/s, "
+                f"{which:>4}: {res['step_s'] * 1000:.0f} ms/step (min {res['step_min_s'] * 1000:.0f}){extra}, "
+                f"{res['tokens_per_s']:.0f} response tok/s, "
                 f"peak RSS {res['peak_rss_mb']:.0f} MB, mean response {res['response_len']:.1f} tokens"
+            )
+        if "ours" in results:
+            o = results["ours"]
+            # a decode step reads every weight once (bf16 on CUDA, fp32 on the CPU); a random model
+            # rarely emits EOS, so a rollout is close to max_new_tokens decode steps (an upper bound)
+            weight_bytes = n_params * (2 if args.device.startswith("cuda") else 4)
+            bandwidth = weight_bytes * args.max_new_tokens / o["rollout_s"]
+            gpu = f"; peak GPU memory {o['gpu_peak_mb']:.0f} MB" if o.get("gpu_peak_mb") else ""
+            print(
+                f"ours: weights {weight_bytes / 2**20:.1f} MB read per decode step; <= {args.max_new_tokens} "
+                f"decode steps in {o['rollout_s'] * 1000:.0f} ms -> <= {bandwidth / 1e9:.2f} GB/s of weight reads{gpu}"
             )
         if "ours" in results and "trl" in results:
             o, t = results["ours"], results["trl"]
             print(
-                f"speed-up: {t['step_s'] / o['step_s']:.1f}x per optimizer step; "
+                f"speed-up: {t['step_s'] / o['step_s']:.1f}x per optimizer step (median; "
+                f"{t['step_min_s'] / o['step_min_s']:.1f}x on the fastest steps); "
                 f"memory: {o['peak_rss_mb']:.0f} MB vs {t['peak_rss_mb']:.0f} MB"
             )
+        print("load average (1, 5, 15 min) at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":
