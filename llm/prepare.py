@@ -24,7 +24,8 @@ def prepare_base(out: str | Path, spec: dict[str, Any], *, seed: int = 0) -> dic
     """Build ``out/tiny``, ``out/data/{train,test}.jsonl`` and the SFT model ``out/sft``.
 
     ``spec`` has the tables ``tiny`` (`llm.model.build_tiny` arguments), ``data`` (task,
-    difficulty, ops, n_train, n_test) and ``sft`` (`SFTConfig` fields). Returns the paths, the
+    difficulty, ops, n_train, n_test) and ``sft`` (`SFTConfig` fields), and optionally
+    ``threads`` (torch CPU threads). Returns the paths, the
     SFT summary and the seconds taken, also written to ``out/prepared.json``.
     """
     out = Path(out)
@@ -48,6 +49,7 @@ def prepare_base(out: str | Path, spec: dict[str, Any], *, seed: int = 0) -> dic
             f"data={json.dumps(str(out / 'data' / 'train.jsonl'))}",
             f"out={json.dumps(str(out / 'sft'))}",
             f"seed={seed}",
+            f"threads={spec.get('threads', 0)}",
             *(f"{k}={v}" for k, v in spec["sft"].items()),
         ],
     )
