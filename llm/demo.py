@@ -47,7 +47,7 @@ from .config import RLConfig, load_config
 from .data import load_jsonl
 from .evaluate import evaluate_model
 from .model import load_model
-from .plot import moving_average
+from .plot import finish_figure, moving_average
 from .prepare import prepare_base
 from .trainer import train
 
@@ -204,20 +204,8 @@ def demo_figure(
         label=f"±{tolerance:.0%} band (judged over the second half)",
     )
     axes[1].axhline(0, color="k", lw=0.6)
-    axes[0].set_ylabel("entropy (nats)")
-    axes[1].set_ylabel("α")
-    axes[2].set_ylabel("integral (nat·steps)")
-    axes[3].set_ylabel("reward (mean of the batch)")
-    axes[3].set_xlabel("RL step")
-    axes[0].legend(fontsize=8)
-    axes[3].legend(fontsize=8)
-    if title:
-        axes[0].set_title(title)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    ylabels = ("entropy (nats)", "α", "integral (nat·steps)", "reward (mean of the batch)")
+    return finish_figure(fig, axes, out, title, ylabels)
 
 
 def run_demo(out: str | Path, *, quick: bool = False, steps: int | None = None, seed: int = 0) -> dict:

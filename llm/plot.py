@@ -10,21 +10,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from pic.levers.report import moving_average
+
 from .metrics import read_metrics
 
-__all__ = ["moving_average", "plot_runs"]
-
-
-def moving_average(x: np.ndarray, window: int) -> np.ndarray:
-    """Trailing mean over ``window`` steps (shorter at the start), NaN-aware."""
-    x = np.asarray(x, dtype=float)
-    if window <= 1:
-        return x
-    out = np.empty_like(x)
-    for i in range(len(x)):
-        seg = x[max(0, i - window + 1) : i + 1]
-        out[i] = np.nanmean(seg) if np.isfinite(seg).any() else np.nan
-    return out
+__all__ = ["finish_figure", "moving_average", "plot_runs"]
 
 
 def _series(rows, key):
@@ -52,13 +42,16 @@ def plot_runs(
         controlled = np.any(_series(rows, "alpha") != 0)
         if controlled and np.isfinite(target).any():
             axes[0].plot(step, target, color=c, ls="--", lw=1.2, label=f"{label} target")
-    axes[0].set_ylabel("entropy (nats)")
-    axes[1].set_ylabel("α")
-    axes[2].set_ylabel("integral")
-    axes[3].set_ylabel("reward")
-    axes[3].set_xlabel("RL step")
+    return finish_figure(fig, axes, out, title, ("entropy (nats)", "α", "integral", "reward"))
+
+
+def finish_figure(fig, axes, out, title: str, ylabels) -> Path:
+    """Label the four shared-x panels (entropy, α, integral, reward), save the PNG, close the figure."""
+    for ax, label in zip(axes, ylabels, strict=True):
+        ax.set_ylabel(label)
+    axes[-1].set_xlabel("RL step")
     axes[0].legend(fontsize=8)
-    axes[3].legend(fontsize=8)
+    axes[-1].legend(fontsize=8)
     if title:
         axes[0].set_title(title)
     out = Path(out)

@@ -52,14 +52,21 @@ class MethodResult:
                 setattr(self, key, arr[:, None] if arr.ndim == 1 else arr)
 
 
-def moving_average(x: np.ndarray, window: int) -> np.ndarray:
-    """Trailing moving average along axis 0 (the first points average what exists)."""
+def moving_average(x, window: int) -> np.ndarray:
+    """Trailing mean over ``window`` steps along axis 0 (shorter at the start), ignoring NaNs.
+
+    A point whose whole window is NaN stays NaN. Works on (steps,) and (steps, seeds) arrays.
+    """
     x = np.asarray(x, dtype=float)
-    c = np.cumsum(np.nan_to_num(x), axis=0)
-    out = c.copy()
-    out[window:] = c[window:] - c[:-window]
-    n = np.minimum(np.arange(1, len(x) + 1), window).reshape(-1, *([1] * (x.ndim - 1)))
-    return out / n
+    if window <= 1:
+        return x
+    finite = np.isfinite(x)
+    csum = np.cumsum(np.where(finite, x, 0.0), axis=0)
+    ccount = np.cumsum(finite, axis=0).astype(float)
+    csum[window:] = csum[window:] - csum[:-window].copy()
+    ccount[window:] = ccount[window:] - ccount[:-window].copy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ccount > 0, csum / np.maximum(ccount, 1), np.nan)
 
 
 def summarize(r: MethodResult, reference_target, *, window: int, tolerance: float = 0.15) -> dict[str, Any]:

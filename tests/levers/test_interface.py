@@ -243,3 +243,20 @@ def test_per_loop_statistics_must_match_the_loops():
         lever.update(StepStats(step=0, total_steps=1, entropy=np.array([0.1, 0.2])))
     with pytest.raises(ValueError, match="'nll' must be finite"):
         make_lever("adaptive_entropy_skywork").update(StepStats(step=0, total_steps=1, entropy=0.1))
+
+
+def test_moving_average_matches_a_brute_force_nan_aware_mean():
+    from pic.levers.report import moving_average
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 3))
+    x[rng.random(x.shape) < 0.2] = np.nan
+    x[5:9, 1] = np.nan  # a whole window of NaN stays NaN
+    for w in (1, 3, 4):
+        ref = np.full_like(x, np.nan)
+        for i in range(len(x)):
+            seg = x[max(0, i - w + 1) : i + 1]
+            for j in range(x.shape[1]):
+                if np.isfinite(seg[:, j]).any():
+                    ref[i, j] = np.nanmean(seg[:, j])
+        assert np.allclose(moving_average(x, w), ref, equal_nan=True)
