@@ -37,7 +37,7 @@ __all__ = [
     "high_prob_mask",
 ]
 
-NORMALIZATIONS = ("all_tokens", "high_prob_tokens")
+from .params import NORMALIZATIONS
 
 Array = Any  # numpy.ndarray or torch.Tensor
 

@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from .params import ANTI_WINDUP_MODES
+
 __all__ = ["ANTI_WINDUP_MODES", "PIController", "pi_step"]
 
-ANTI_WINDUP_MODES = ("none", "clamp", "back_calculation")
 _NONFINITE_MODES = ("raise", "hold")
 
 
