@@ -28,15 +28,17 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
+from pic.io import atomic_write_json
 from pic.levers import LEVERS, lever_parameters
 from pic.levers.report import MethodResult, write_report
 from pic.setpoint import seed002_setpoints
+from pic.validation import need
 
-from .config import ENTROPIC_LEVERS, ConfigError, LeverConfig, RLConfig, _need, build_config
+from .config import ENTROPIC_LEVERS, ConfigError, LeverConfig, RLConfig, build_config, config_to_dict, toml_flag
 from .metrics import read_metrics
 
 __all__ = ["DEFAULT_METHODS", "CompareConfig", "MethodEntry", "run_compare"]
@@ -75,32 +77,41 @@ class MethodEntry:
     """Extra ``key=value`` RL-config overrides for this method only (e.g. 'ppo.epochs=4')."""
 
     def __post_init__(self):
-        _need(bool(self.label) and "/" not in self.label, "compare.methods.label", "a non-empty name", self.label)
-        name = self.lever or (self.label if self.label not in SCHEDULED else "entropic")
-        _need(name in LEVERS, f"compare.methods[{self.label}].lever", f"one of {sorted(LEVERS)}", name)
-        self.lever = name
+        if not self.lever:  # resolve the default lever name (checked in `check`)
+            self.lever = self.label if self.label not in SCHEDULED else "entropic"
+
+    def check(self) -> None:
+        need(bool(self.label) and "/" not in self.label, "compare.methods.label", "a non-empty name", self.label)
+        need(self.lever in LEVERS, f"compare.methods[{self.label}].lever", f"one of {sorted(LEVERS)}", self.lever)
 
 
 @dataclasses.dataclass
 class CompareSection:
+    """The comparison (``[compare]``)."""
+
     out: str = ""
-    """Directory of the comparison (runs, report)."""
+    """Directory of the comparison (runs, report); required."""
     seeds: list[int] = dataclasses.field(default_factory=lambda: [0])
-    methods: list[MethodEntry] = dataclasses.field(default_factory=list)
-    """Methods to run ([] = `DEFAULT_METHODS`)."""
+    """Seeds (distinct, >= 0); seed s fixes the prompt order and sampling of run s of every method."""
+    methods: Annotated[list[MethodEntry], toml_flag(list[MethodEntry])] = dataclasses.field(default_factory=list)
+    """Methods to run, a list of tables {label, lever, params, set} ([] = the default set of 11)."""
     target: float = 0.0
     """Reference entropy target H* in nats (0 = control.target)."""
     eval_k: int = 8
     """Completions per test prompt for avg@k / pass@k (0 = no evaluation)."""
     title: str = ""
+    """Title of the report ('' = steps and seeds)."""
 
-    def __post_init__(self):
-        _need(bool(self.seeds) and all(s >= 0 for s in self.seeds), "compare.seeds", "a list of seeds >= 0", self.seeds)
-        _need(len(set(self.seeds)) == len(self.seeds), "compare.seeds", "distinct", self.seeds)
-        _need(self.target >= 0, "compare.target", ">= 0 nats", self.target)
-        _need(self.eval_k >= 0, "compare.eval_k", "an integer >= 0", self.eval_k)
+    def check(self) -> None:
+        need(bool(self.out), "compare.out", "a directory", self.out)
+        need(bool(self.seeds) and all(s >= 0 for s in self.seeds), "compare.seeds", "a list of seeds >= 0", self.seeds)
+        need(len(set(self.seeds)) == len(self.seeds), "compare.seeds", "distinct", self.seeds)
+        need(self.target >= 0, "compare.target", ">= 0 nats", self.target)
+        need(self.eval_k >= 0, "compare.eval_k", "an integer >= 0", self.eval_k)
+        for entry in self.methods:
+            entry.check()
         labels = [m.label for m in self.methods]
-        _need(len(set(labels)) == len(labels), "compare.methods", "distinct labels", labels)
+        need(len(set(labels)) == len(labels), "compare.methods", "distinct labels", labels)
 
 
 @dataclasses.dataclass
@@ -109,15 +120,16 @@ class CompareConfig(RLConfig):
 
     compare: CompareSection = dataclasses.field(default_factory=CompareSection)
 
-    def __post_init__(self):
-        super().__post_init__()
-        _need(bool(self.compare.out), "compare.out", "a directory", self.compare.out)
-        _need(
+    def check(self) -> CompareConfig:
+        super().check()
+        self.compare.check()
+        need(
             self.lever == LeverConfig(),
             "lever",
             "left unset in a comparison (each [[compare.methods]] entry names its lever)",
             self.lever,
         )
+        return self
 
     @property
     def reference_target(self) -> float:
@@ -132,11 +144,7 @@ class CompareConfig(RLConfig):
 
     def run_config(self, entry: MethodEntry, seed: int, base: dict[str, str] | None = None) -> RLConfig:
         """The RL config of one (method, seed) run."""
-        tree = {
-            f.name: dataclasses.asdict(getattr(self, f.name))
-            for f in dataclasses.fields(RLConfig)
-            if hasattr(self, f.name)
-        }
+        tree = {f.name: dataclasses.asdict(getattr(self, f.name)) for f in dataclasses.fields(RLConfig)}
         h_star = self.reference_target
         params = dict(entry.params)
         overrides = []
@@ -188,9 +196,7 @@ def _run_one(cfg: RLConfig, entry: MethodEntry, seed: int, test: str, eval_k: in
             seed=seed,
         )
         result |= {"avg@k": ev["avg@k"], "pass@k": ev["pass@k"], "k": eval_k}
-    tmp = run_dir / "done.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(run_dir / "done.json")
+    atomic_write_json(run_dir / "done.json", result)
     return result
 
 
@@ -253,7 +259,7 @@ def run_compare(cfg: CompareConfig) -> list[dict[str, Any]]:
     configs = {
         (e.label, s): cfg.run_config(e, s, base) for e in entries for s in cfg.compare.seeds
     }  # validate all first
-    (out / "compare_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2, default=str) + "\n")
+    atomic_write_json(out / "compare_config.json", config_to_dict(cfg))
     for entry in entries:
         for seed in cfg.compare.seeds:
             run_dir = out / entry.label / f"seed_{seed}"

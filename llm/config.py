@@ -1,23 +1,34 @@
-"""Configuration: one dataclass per command, from defaults ← TOML file ← ``--set`` overrides.
+"""Configuration: one dataclass per command, declared once (type, default, one-line doc per field).
 
-Every command's config is a (possibly nested) dataclass. `load_config` merges, in order,
-the dataclass defaults, a TOML file (tables map to nested dataclasses) and ``key=value``
-overrides with dotted keys (``--set ppo.epochs=2 --set control.target=0.3``; values are
-parsed as TOML, so ``true``, ``1e-5``, ``"text"`` and ``{kind = "cosine", ...}`` work, and a
-bare word is taken as a string). Unknown keys and wrong types are refused with one line
-naming the field; each dataclass checks its ranges in ``__post_init__``.
+The same dataclasses give the command-line flags and ``--help`` (via tyro, `llm.cli`), the TOML
+loading and ``--set`` overrides (`load_config`), the ``--help-keys`` listing (`config_keys`) and
+the run's ``config.json`` (`config_to_dict`, which loads back unchanged). Precedence: defaults ←
+TOML file ← ``--set key=value`` (dotted keys, values parsed as TOML literals, a bare word taken
+as a string) ← flags. Each dataclass validates its ranges in one ``check()``, called once on the
+finished configuration, before any work starts; every error is one line naming the field.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
-import math
-import types
+import functools
+import inspect
+import json
+import textwrap
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import tomllib
+import typeguard
+import tyro
+
+from pic.levers import LEVERS
+from pic.params import EntroPICParams
+from pic.validation import ParameterError, is_finite_number, need
+
+from .tasks import TASKS
 
 __all__ = [
     "ConfigError",
@@ -34,139 +45,175 @@ __all__ = [
     "RolloutConfig",
     "SFTConfig",
     "TrainConfig",
+    "DemoConfig",
+    "PlotConfig",
     "build_config",
+    "config_keys",
     "config_to_dict",
+    "field_docs",
     "load_config",
+    "structure",
+    "structure_value",
+    "toml_literal",
 ]
 
 T = TypeVar("T")
 
+ConfigError = ParameterError
+"""A bad configuration value; the message is one line naming the field."""
 
-class ConfigError(ValueError):
-    """A bad configuration value; the message is one line naming the field."""
+Dtype = Literal["auto", "float32", "bfloat16"]
+Schedule = Literal["constant", "linear", "cosine"]
+Advantage = Literal["grpo", "dr_grpo"]
+OldLogprobs = Literal["rollout", "recompute"]
+Parallel = Literal["ddp", "fsdp"]
+Arch = Literal["qwen2", "llama"]
+LeverName = Literal[tuple(sorted(LEVERS))]  # read from the registry, never typed by hand
+TaskName = Literal[tuple(sorted(TASKS))]
+
+ENTROPIC_LEVERS = ("entropic", "entropic_p")
 
 
-def _need(ok: bool, field: str, rule: str, value: Any) -> None:
-    if not ok:
-        raise ConfigError(f"{field} must be {rule}, got {value!r}")
+def toml_flag(hint: Any) -> tyro.constructors.PrimitiveConstructorSpec:
+    """How tyro reads a field holding a TOML value or table: one TOML literal, e.g. ``'{kind = "cosine"}'``."""
+    return tyro.constructors.PrimitiveConstructorSpec(
+        nargs=1,
+        metavar="TOML",
+        instance_from_str=lambda strings: structure_value(parse_value(strings[0]), hint, "value"),
+        is_instance=lambda value: True,
+        str_from_instance=lambda value: [toml_literal(value)],
+    )
+
+
+def _check_device(device: str, field: str) -> None:
+    need(device == "auto" or device.split(":")[0] in ("cpu", "cuda"), field, "'auto', 'cpu' or 'cuda[:N]'", device)
+
+
+def _check_choice(value: Any, hint: Any, field: str) -> None:
+    """Literal fields set in Python (not through the loader) are checked here too."""
+    choices = typing.get_args(hint)
+    need(value in choices, field, f"one of {choices}", value)
 
 
 # --------------------------------------------------------------------------- sections
 @dataclasses.dataclass
 class ModelConfig:
+    """The policy model (``[model]``)."""
+
     path: str = ""
     """Local Hugging Face model directory (config.json, safetensors weights, tokenizer)."""
     device: str = "auto"
     """'auto' (cuda if available), 'cpu', 'cuda' or 'cuda:N'."""
-    dtype: str = "auto"
+    dtype: Dtype = "auto"
     """'auto' (float32 on CPU, bfloat16 on CUDA), 'float32' or 'bfloat16'."""
 
-    def __post_init__(self):
-        _need(
-            self.dtype in ("auto", "float32", "bfloat16"), "model.dtype", "'auto', 'float32' or 'bfloat16'", self.dtype
-        )
-        _need(
-            self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda"),
-            "model.device",
-            "'auto', 'cpu' or 'cuda[:N]'",
-            self.device,
-        )
+    def check(self) -> None:
+        _check_choice(self.dtype, Dtype, "model.dtype")
+        _check_device(self.device, "model.device")
 
 
 @dataclasses.dataclass
 class DataConfig:
+    """The prompts (``[data]``)."""
+
     train: str = ""
     """Training prompts (JSONL: prompt, answer, task, meta)."""
     test: str = ""
     """Held-out prompts for evaluation ('' = none)."""
     prompts_per_step: int = 16
-    """Prompts per RL step; each is sampled group_size times."""
+    """Prompts per RL step (>= 1); each is sampled rollout.group_size times."""
     shuffle: bool = True
+    """Reshuffle the prompts every epoch (seeded by train.seed); false keeps the file's order."""
 
-    def __post_init__(self):
-        _need(self.prompts_per_step >= 1, "data.prompts_per_step", "an integer >= 1", self.prompts_per_step)
+    def check(self) -> None:
+        need(self.prompts_per_step >= 1, "data.prompts_per_step", "an integer >= 1", self.prompts_per_step)
 
 
 @dataclasses.dataclass
 class RolloutConfig:
-    group_size: int = 8
-    """Completions per prompt (the GRPO group)."""
-    max_new_tokens: int = 16
-    temperature: float = 1.0
-    """Sampling temperature; also the temperature of the training log-probs and of the entropy."""
+    """Sampling (``[rollout]``)."""
 
-    def __post_init__(self):
-        _need(self.group_size >= 2, "rollout.group_size", "an integer >= 2", self.group_size)
-        _need(self.max_new_tokens >= 1, "rollout.max_new_tokens", "an integer >= 1", self.max_new_tokens)
-        _need(self.temperature > 0 and math.isfinite(self.temperature), "rollout.temperature", "> 0", self.temperature)
+    group_size: int = 8
+    """Completions per prompt (the GRPO group), >= 2."""
+    max_new_tokens: int = 16
+    """Most tokens sampled per completion (>= 1)."""
+    temperature: float = 1.0
+    """Sampling temperature (> 0); also the temperature of the training log-probs and of the entropy."""
+
+    def check(self) -> None:
+        need(self.group_size >= 2, "rollout.group_size", "an integer >= 2", self.group_size)
+        need(self.max_new_tokens >= 1, "rollout.max_new_tokens", "an integer >= 1", self.max_new_tokens)
+        need(is_finite_number(self.temperature) and self.temperature > 0, "rollout.temperature", "> 0", self.temperature)
 
 
 @dataclasses.dataclass
 class OptimConfig:
+    """AdamW and its learning-rate schedule (``[optim]``)."""
+
     lr: float = 1e-4
+    """Peak learning rate (> 0)."""
     weight_decay: float = 0.0
+    """AdamW decoupled weight decay (>= 0; 0 = none)."""
     beta1: float = 0.9
+    """Adam first-moment decay, in [0, 1)."""
     beta2: float = 0.999
+    """Adam second-moment decay, in [0, 1)."""
     eps: float = 1e-8
+    """Adam denominator epsilon (> 0)."""
     grad_clip: float = 1.0
     """Max global grad norm per optimizer step (0 disables clipping)."""
-    schedule: str = "constant"
+    schedule: Schedule = "constant"
     """'constant', 'linear' or 'cosine' decay over train.steps, after warmup."""
     warmup_steps: int = 0
+    """RL steps of linear warmup from 0 to lr (0 = none)."""
     min_lr_ratio: float = 0.0
-    """Final lr as a fraction of lr for the linear/cosine schedules."""
+    """Final lr as a fraction of lr for the linear/cosine schedules, in [0, 1]."""
 
-    def __post_init__(self):
-        _need(self.lr > 0, "optim.lr", "> 0", self.lr)
-        _need(self.weight_decay >= 0, "optim.weight_decay", ">= 0", self.weight_decay)
-        _need(0 <= self.beta1 < 1, "optim.beta1", "in [0, 1)", self.beta1)
-        _need(0 <= self.beta2 < 1, "optim.beta2", "in [0, 1)", self.beta2)
-        _need(self.eps > 0, "optim.eps", "> 0", self.eps)
-        _need(self.grad_clip >= 0, "optim.grad_clip", ">= 0", self.grad_clip)
-        _need(
-            self.schedule in ("constant", "linear", "cosine"),
-            "optim.schedule",
-            "'constant', 'linear' or 'cosine'",
-            self.schedule,
-        )
-        _need(self.warmup_steps >= 0, "optim.warmup_steps", ">= 0", self.warmup_steps)
-        _need(0 <= self.min_lr_ratio <= 1, "optim.min_lr_ratio", "in [0, 1]", self.min_lr_ratio)
+    def check(self) -> None:
+        need(self.lr > 0, "optim.lr", "> 0", self.lr)
+        need(self.weight_decay >= 0, "optim.weight_decay", ">= 0", self.weight_decay)
+        need(0 <= self.beta1 < 1, "optim.beta1", "in [0, 1)", self.beta1)
+        need(0 <= self.beta2 < 1, "optim.beta2", "in [0, 1)", self.beta2)
+        need(self.eps > 0, "optim.eps", "> 0", self.eps)
+        need(self.grad_clip >= 0, "optim.grad_clip", ">= 0", self.grad_clip)
+        _check_choice(self.schedule, Schedule, "optim.schedule")
+        need(self.warmup_steps >= 0, "optim.warmup_steps", ">= 0", self.warmup_steps)
+        need(0 <= self.min_lr_ratio <= 1, "optim.min_lr_ratio", "in [0, 1]", self.min_lr_ratio)
 
 
 @dataclasses.dataclass
 class PPOConfig:
+    """The clipped policy loss and its updates per rollout (``[ppo]``)."""
+
     epochs: int = 1
-    """Passes over each rollout batch. epochs = minibatches = 1 is on-policy (ratio ≡ 1)."""
+    """Passes over each rollout batch (>= 1). epochs = minibatches = 1 is on-policy (ratio ≡ 1)."""
     minibatches: int = 1
-    """Optimizer steps per epoch; the batch of sequences is split evenly."""
+    """Optimizer steps per epoch (>= 1); the batch of sequences is split evenly."""
     micro_batch_size: int = 0
     """Sequences per forward/backward (gradient accumulation); 0 = the whole mini-batch."""
     eps_low: float = 0.2
+    """Lower clip range: the ratio is clipped at 1 − eps_low, eps_low in [0, 1)."""
     eps_high: float = 0.2
-    """Clip range [1 − eps_low, 1 + eps_high] of the ratio (DAPO clip-higher: 0.28)."""
+    """Upper clip range: the ratio is clipped at 1 + eps_high, >= 0 (DAPO clip-higher: 0.28)."""
     dual_clip: float = 3.0
-    """Dual clip c for negative advantages (0 disables)."""
-    advantage: str = "grpo"
+    """Dual clip c > 1 for negative advantages (0 disables)."""
+    advantage: Advantage = "grpo"
     """'grpo' (group mean and std) or 'dr_grpo' (group mean only)."""
     adv_eps: float = 1e-6
-    old_logprobs: str = "rollout"
+    """Added to the group std before dividing (>= 0)."""
+    old_logprobs: OldLogprobs = "rollout"
     """Behaviour log-probs for the off-policy ratio: 'rollout' (from sampling) or 'recompute'."""
 
-    def __post_init__(self):
-        _need(self.epochs >= 1, "ppo.epochs", "an integer >= 1", self.epochs)
-        _need(self.minibatches >= 1, "ppo.minibatches", "an integer >= 1", self.minibatches)
-        _need(self.micro_batch_size >= 0, "ppo.micro_batch_size", "an integer >= 0", self.micro_batch_size)
-        _need(0 <= self.eps_low < 1, "ppo.eps_low", "in [0, 1)", self.eps_low)
-        _need(self.eps_high >= 0, "ppo.eps_high", ">= 0", self.eps_high)
-        _need(self.dual_clip == 0 or self.dual_clip > 1, "ppo.dual_clip", "0 (off) or > 1", self.dual_clip)
-        _need(self.advantage in ("grpo", "dr_grpo"), "ppo.advantage", "'grpo' or 'dr_grpo'", self.advantage)
-        _need(self.adv_eps >= 0, "ppo.adv_eps", ">= 0", self.adv_eps)
-        _need(
-            self.old_logprobs in ("rollout", "recompute"),
-            "ppo.old_logprobs",
-            "'rollout' or 'recompute'",
-            self.old_logprobs,
-        )
+    def check(self) -> None:
+        need(self.epochs >= 1, "ppo.epochs", "an integer >= 1", self.epochs)
+        need(self.minibatches >= 1, "ppo.minibatches", "an integer >= 1", self.minibatches)
+        need(self.micro_batch_size >= 0, "ppo.micro_batch_size", "an integer >= 0", self.micro_batch_size)
+        need(0 <= self.eps_low < 1, "ppo.eps_low", "in [0, 1)", self.eps_low)
+        need(self.eps_high >= 0, "ppo.eps_high", ">= 0", self.eps_high)
+        need(self.dual_clip == 0 or self.dual_clip > 1, "ppo.dual_clip", "0 (off) or > 1", self.dual_clip)
+        _check_choice(self.advantage, Advantage, "ppo.advantage")
+        need(self.adv_eps >= 0, "ppo.adv_eps", ">= 0", self.adv_eps)
+        _check_choice(self.old_logprobs, OldLogprobs, "ppo.old_logprobs")
 
     @property
     def on_policy(self) -> bool:
@@ -174,60 +221,18 @@ class PPOConfig:
 
 
 @dataclasses.dataclass
-class ControlConfig:
+class ControlConfig(EntroPICParams):
+    """EntroPIC (``[control]``): the fields of `pic.params.EntroPICParams`, plus ``enabled``."""
+
+    target: Annotated[Any, toml_flag(Any)] = EntroPICParams.target  # the same field, read as a TOML literal
     enabled: bool = True
     """False trains plain GRPO (α ≡ 0); the entropy is still measured and logged."""
-    kp: float = 1.0
-    ki: float = 0.01
-    """ki = 0 is P control."""
-    target: Any = 0.1
-    """Entropy setpoint in nats, or a schedule table ({kind = "linear", start = .., end = .., steps = ..})."""
-    tau: float = 0.95
-    """The actuator acts on tokens whose current probability exceeds tau."""
-    normalization: str = "all_tokens"
-    """'all_tokens' (weights exactly 1 ± α, the paper) or 'high_prob_tokens' (the official code)."""
-    alpha_limit: float = 1.0
-    """α is clipped to [−alpha_limit, alpha_limit]."""
-    anti_windup: str = "none"
-    """'none' (official), 'clamp' or 'back_calculation'."""
-    integral_limit: float = 0.0
-    """Bound on |integral| (0 = none)."""
-    tracking_gain: float = 1.0
 
-    def __post_init__(self):
-        from pic import ANTI_WINDUP_MODES
-        from pic.actuator import NORMALIZATIONS
-
-        _need(self.kp >= 0 and math.isfinite(self.kp), "control.kp", "a finite number >= 0", self.kp)
-        _need(self.ki >= 0 and math.isfinite(self.ki), "control.ki", "a finite number >= 0", self.ki)
-        _need(0 < self.tau < 1, "control.tau", "in (0, 1)", self.tau)
-        _need(
-            self.normalization in NORMALIZATIONS,
-            "control.normalization",
-            f"one of {NORMALIZATIONS}",
-            self.normalization,
-        )
-        _need(self.alpha_limit > 0, "control.alpha_limit", "> 0", self.alpha_limit)
-        _need(
-            self.anti_windup in ANTI_WINDUP_MODES,
-            "control.anti_windup",
-            f"one of {ANTI_WINDUP_MODES}",
-            self.anti_windup,
-        )
-        _need(self.integral_limit >= 0, "control.integral_limit", ">= 0 (0 = none)", self.integral_limit)
-        _need(0 < self.tracking_gain <= 1, "control.tracking_gain", "in (0, 1]", self.tracking_gain)
-        try:
-            self.schedule()
-        except ValueError as exc:
-            raise ConfigError(f"control.target: {exc}") from None
-
-    def schedule(self):
-        """The target as a `pic.setpoint` schedule."""
-        from pic.setpoint import schedule_from_dict
-
-        return schedule_from_dict(self.target)
+    def check(self) -> None:  # type: ignore[override]
+        super().check("control.")
 
     def max_target(self, steps: int) -> float:
+        """The largest setpoint over steps 0..steps−1, in nats."""
         import numpy as np
 
         return float(np.max(self.schedule()(np.arange(max(steps, 1)))))
@@ -235,26 +240,17 @@ class ControlConfig:
 
 @dataclasses.dataclass
 class LeverConfig:
-    """The entropy-control method (`pic.levers`); EntroPIC by default.
+    """The entropy-control method (``[lever]``): entropic/entropic_p read [control], the others lever.params."""
 
-    ``name = "entropic"`` (PI) or ``"entropic_p"`` (P) take their parameters from the
-    ``[control]`` table; ``control.enabled = false`` with those names trains plain GRPO. Every
-    other method takes its parameters from ``params`` (``[lever.params]`` in TOML, or
-    ``--set lever.params.coef=0.01``), with the lever's own defaults for the rest.
-    """
+    name: LeverName = "entropic"
+    """A `pic.levers.LEVERS` name. entropic (PI) and entropic_p (P) take [control] (control.enabled = false:
+    plain GRPO); every other method takes lever.params over its own preset."""
+    params: Annotated[dict, toml_flag(dict)] = dataclasses.field(default_factory=dict)
+    """Parameters of a non-EntroPIC lever, a table such as {coef = 0.01} (empty = the lever's preset)."""
 
-    name: str = "entropic"
-    """A name from `pic.levers.LEVERS`: grpo, entropic, entropic_p, entropy_bonus, kl_penalty,
-    adaptive_entropy_skywork, adaptive_entropy_trl, sac_temperature, clip_higher, ce_gppo,
-    flexec_{id,did,od,static}, clip_cov, kl_cov."""
-    params: dict = dataclasses.field(default_factory=dict)
-    """Parameters of a non-EntroPIC lever."""
-
-    def __post_init__(self):
-        from pic.levers import LEVERS
-
-        _need(self.name in LEVERS, "lever.name", f"one of {sorted(LEVERS)}", self.name)
-        _need(
+    def check(self) -> None:
+        need(self.name in LEVERS, "lever.name", f"one of {sorted(LEVERS)}", self.name)
+        need(
             not (self.params and self.name in ENTROPIC_LEVERS),
             "lever.params",
             "empty for EntroPIC (its parameters live in [control])",
@@ -262,36 +258,37 @@ class LeverConfig:
         )
 
 
-ENTROPIC_LEVERS = ("entropic", "entropic_p")
-
-
 @dataclasses.dataclass
 class TrainConfig:
+    """The run (``[train]``)."""
+
     out: str = ""
     """Run directory (metrics.jsonl, TensorBoard events, checkpoints, config.json)."""
     steps: int = 100
-    """RL steps (one rollout batch each)."""
+    """RL steps (>= 1), one rollout batch each."""
     seed: int = 0
+    """Seed of the prompt order, the sampling and the model's dropout."""
     save_every: int = 50
     """Checkpoint every N steps (0 = only at the end)."""
     keep_last: int = 2
-    """Checkpoints kept on disk."""
+    """Checkpoints kept on disk (>= 1)."""
     resume: bool = False
-    """Continue from the newest checkpoint in `out`."""
+    """Continue from the newest checkpoint in train.out."""
     tensorboard: bool = True
+    """Write TensorBoard events under train.out/tb."""
     progress: bool = True
+    """Show a progress bar on the terminal."""
     threads: int = 0
     """torch CPU threads (0 = torch's default)."""
-    parallel: str = "ddp"
-    """Under torchrun: 'ddp' (a full replica per rank, gradients summed) or 'fsdp' (FSDP2:
-    parameters, gradients and optimizer state sharded across the ranks)."""
+    parallel: Parallel = "ddp"
+    """Under torchrun: 'ddp' (a full replica per rank) or 'fsdp' (FSDP2: parameters, gradients, optimizer sharded)."""
 
-    def __post_init__(self):
-        _need(self.parallel in ("ddp", "fsdp"), "train.parallel", "'ddp' or 'fsdp'", self.parallel)
-        _need(self.steps >= 1, "train.steps", "an integer >= 1", self.steps)
-        _need(self.save_every >= 0, "train.save_every", "an integer >= 0", self.save_every)
-        _need(self.keep_last >= 1, "train.keep_last", "an integer >= 1", self.keep_last)
-        _need(self.threads >= 0, "train.threads", "an integer >= 0", self.threads)
+    def check(self) -> None:
+        _check_choice(self.parallel, Parallel, "train.parallel")
+        need(self.steps >= 1, "train.steps", "an integer >= 1", self.steps)
+        need(self.save_every >= 0, "train.save_every", "an integer >= 0", self.save_every)
+        need(self.keep_last >= 1, "train.keep_last", "an integer >= 1", self.keep_last)
+        need(self.threads >= 0, "train.threads", "an integer >= 0", self.threads)
 
 
 @dataclasses.dataclass
@@ -307,9 +304,12 @@ class RLConfig:
     lever: LeverConfig = dataclasses.field(default_factory=LeverConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
-    def __post_init__(self):
+    def check(self) -> RLConfig:
+        """Every section's ranges, then what ties sections together. Returns self."""
         from pic.levers import check_plant
 
+        for f in dataclasses.fields(RLConfig):
+            getattr(self, f.name).check()
         lever = self.build_lever()  # refuses bad lever parameters with the field named
         try:
             check_plant(
@@ -329,6 +329,7 @@ class RLConfig:
         micro = self.ppo.micro_batch_size
         if micro and mini % micro:
             raise ConfigError(f"ppo.micro_batch_size must divide the mini-batch of {mini} sequences, got {micro}")
+        return self
 
     @property
     def lever_name(self) -> str:
@@ -338,23 +339,16 @@ class RLConfig:
         return self.lever.name
 
     def build_lever(self, loops: int = 1):
-        """The configured `pic.levers.Lever` (fresh state)."""
+        """The configured `pic.levers.Lever` (fresh state); EntroPIC takes every field of `EntroPICParams`."""
         from pic.levers import make_lever
 
         name = self.lever_name
         if name in ENTROPIC_LEVERS:
             c = self.control
-            params = {
-                "kp": c.kp,
-                "ki": 0.0 if name == "entropic_p" else c.ki,
-                "target": c.schedule(),
-                "tau": c.tau,
-                "normalization": c.normalization,
-                "alpha_limit": c.alpha_limit,
-                "anti_windup": c.anti_windup,
-                "integral_limit": c.integral_limit or None,
-                "tracking_gain": c.tracking_gain,
-            }
+            params = {f.name: getattr(c, f.name) for f in dataclasses.fields(EntroPICParams)}
+            params |= {"target": c.schedule("control."), "integral_limit": c.integral_limit or None}
+            if name == "entropic_p":
+                params["ki"] = 0.0
         else:
             params = dict(self.lever.params)
         try:
@@ -364,46 +358,57 @@ class RLConfig:
 
     def check_paths(self) -> None:
         """Refuse missing input paths (called by the trainer, not on construction)."""
-        _need(bool(self.model.path), "model.path", "a model directory", self.model.path)
-        _need(Path(self.model.path).is_dir(), "model.path", "an existing directory", self.model.path)
-        _need(bool(self.data.train), "data.train", "a JSONL file", self.data.train)
-        _need(Path(self.data.train).is_file(), "data.train", "an existing file", self.data.train)
-        _need(
-            not self.data.test or Path(self.data.test).is_file(), "data.test", "an existing file or ''", self.data.test
-        )
-        _need(bool(self.train.out), "train.out", "a run directory", self.train.out)
+        need(bool(self.model.path), "model.path", "a model directory", self.model.path)
+        need(Path(self.model.path).is_dir(), "model.path", "an existing directory", self.model.path)
+        need(bool(self.data.train), "data.train", "a JSONL file", self.data.train)
+        need(Path(self.data.train).is_file(), "data.train", "an existing file", self.data.train)
+        need(not self.data.test or Path(self.data.test).is_file(), "data.test", "an existing file or ''", self.data.test)
+        need(bool(self.train.out), "train.out", "a run directory", self.train.out)
 
 
 # ------------------------------------------------------------------ other commands
 @dataclasses.dataclass
 class InitTinyConfig:
-    """``python -m llm init-tiny``: a small random model and a character tokenizer."""
+    """``python -m llm init-tiny``: a small random model and a character tokenizer (no download)."""
 
     out: str = ""
-    arch: str = "qwen2"
+    """Directory to write the model and tokenizer to (required)."""
+    arch: Arch = "qwen2"
+    """Architecture: 'qwen2' or 'llama'."""
     hidden_size: int = 128
+    """Width of the residual stream (>= 1, a multiple of num_heads)."""
     num_layers: int = 4
+    """Transformer blocks (>= 1)."""
     num_heads: int = 4
+    """Attention heads (>= 1)."""
     num_kv_heads: int = 2
+    """Key/value heads (>= 1, a divisor of num_heads; < num_heads is grouped-query attention)."""
     max_position_embeddings: int = 256
+    """Longest sequence in tokens (>= 1)."""
     seed: int = 0
+    """Seed of the random initialisation."""
 
-    def __post_init__(self):
-        _need(self.arch in ("qwen2", "llama"), "arch", "'qwen2' or 'llama'", self.arch)
+    def check_paths(self) -> None:
+        """Refuse a missing output path (called by the command before any work)."""
+        need(bool(self.out), "out", "a directory path", self.out)
+
+    def check(self) -> InitTinyConfig:
+        _check_choice(self.arch, Arch, "arch")
         for name in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "max_position_embeddings"):
-            _need(getattr(self, name) >= 1, name, "an integer >= 1", getattr(self, name))
-        _need(
+            need(getattr(self, name) >= 1, name, "an integer >= 1", getattr(self, name))
+        need(
             self.hidden_size % self.num_heads == 0,
             "hidden_size",
             f"a multiple of num_heads={self.num_heads}",
             self.hidden_size,
         )
-        _need(
+        need(
             self.num_heads % self.num_kv_heads == 0,
             "num_kv_heads",
             f"a divisor of num_heads={self.num_heads}",
             self.num_kv_heads,
         )
+        return self
 
 
 @dataclasses.dataclass
@@ -411,18 +416,30 @@ class MakeDataConfig:
     """``python -m llm make-data``: synthetic verifiable tasks as JSONL train/test splits."""
 
     out: str = ""
-    task: str = "arithmetic"
+    """Directory for train.jsonl and test.jsonl (required)."""
+    task: TaskName = "arithmetic"
+    """Task: 'arithmetic' (one answer per prompt) or 'countdown' (many)."""
     n_train: int = 2000
+    """Training prompts (>= 1); capped, with a notice, at what the task has left after the test split."""
     n_test: int = 200
+    """Test prompts (>= 0), disjoint from the training prompts."""
     difficulty: int = 2
+    """Arithmetic: digits per operand (1..6); countdown: numbers per prompt (2..5)."""
     ops: str = ""
-    """Arithmetic operations, e.g. "+" or "+-" ('' = the default for the difficulty)."""
+    """Operations, e.g. "+" or "+-" ('' = the default for the task and difficulty)."""
     seed: int = 0
+    """Seed of the draw and of the split."""
 
-    def __post_init__(self):
-        _need(self.n_train >= 1, "n_train", "an integer >= 1", self.n_train)
-        _need(self.n_test >= 0, "n_test", "an integer >= 0", self.n_test)
-        _need(self.difficulty >= 1, "difficulty", "an integer >= 1", self.difficulty)
+    def check_paths(self) -> None:
+        """Refuse a missing output path (called by the command before any work)."""
+        need(bool(self.out), "out", "a directory path", self.out)
+
+    def check(self) -> MakeDataConfig:
+        _check_choice(self.task, TaskName, "task")
+        need(self.n_train >= 1, "n_train", "an integer >= 1", self.n_train)
+        need(self.n_test >= 0, "n_test", "an integer >= 0", self.n_test)
+        need(self.difficulty >= 1, "difficulty", "an integer >= 1", self.difficulty)
+        return self
 
 
 @dataclasses.dataclass
@@ -430,23 +447,45 @@ class SFTConfig:
     """``python -m llm sft``: supervised warm start on (prompt, answer) pairs."""
 
     model: str = ""
+    """Model directory to start from (required)."""
     data: str = ""
+    """Training JSONL (required)."""
     out: str = ""
+    """Directory for the fine-tuned model (required)."""
     steps: int = 300
+    """Optimizer steps (>= 1)."""
     batch_size: int = 64
+    """Sequences per step (>= 1)."""
     lr: float = 1e-3
+    """Peak learning rate (> 0), cosine-decayed after warmup."""
     weight_decay: float = 0.0
+    """AdamW decoupled weight decay (>= 0; 0 = none)."""
     warmup_steps: int = 20
+    """Steps of linear warmup (>= 0; 0 = none)."""
     grad_clip: float = 1.0
+    """Max global grad norm (0 disables clipping)."""
     seed: int = 0
+    """Seed of the batch order."""
     device: str = "auto"
+    """'auto' (cuda if available), 'cpu', 'cuda' or 'cuda:N'."""
     threads: int = 0
+    """torch CPU threads (0 = torch's default)."""
 
-    def __post_init__(self):
-        _need(self.steps >= 1, "steps", "an integer >= 1", self.steps)
-        _need(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
-        _need(self.lr > 0, "lr", "> 0", self.lr)
-        _need(self.warmup_steps >= 0, "warmup_steps", ">= 0", self.warmup_steps)
+    def check_paths(self) -> None:
+        """Refuse missing paths (called by the command before any work)."""
+        for name in ("model", "data", "out"):
+            need(bool(getattr(self, name)), name, "given", getattr(self, name))
+
+    def check(self) -> SFTConfig:
+        need(self.steps >= 1, "steps", "an integer >= 1", self.steps)
+        need(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+        need(self.lr > 0, "lr", "> 0", self.lr)
+        need(self.weight_decay >= 0, "weight_decay", ">= 0", self.weight_decay)
+        need(self.warmup_steps >= 0, "warmup_steps", ">= 0", self.warmup_steps)
+        need(self.grad_clip >= 0, "grad_clip", ">= 0", self.grad_clip)
+        need(self.threads >= 0, "threads", "an integer >= 0", self.threads)
+        _check_device(self.device, "device")
+        return self
 
 
 @dataclasses.dataclass
@@ -454,125 +493,250 @@ class EvalConfig:
     """``python -m llm eval``: avg@k and pass@k on a test split."""
 
     model: str = ""
+    """Model or checkpoint directory (required)."""
     data: str = ""
+    """Test JSONL (required)."""
     k: int = 8
+    """Completions sampled per prompt (>= 1)."""
     temperature: float = 1.0
+    """Sampling temperature (> 0)."""
     max_new_tokens: int = 16
+    """Most tokens sampled per completion (>= 1)."""
     batch_size: int = 256
+    """Sequences generated at once (>= 1)."""
     seed: int = 0
+    """Seed of the sampling."""
     device: str = "auto"
+    """'auto' (cuda if available), 'cpu', 'cuda' or 'cuda:N'."""
     out: str = ""
-    """Optional JSON file for the results."""
+    """Optional JSON file for the results ('' = print only)."""
 
-    def __post_init__(self):
-        _need(self.k >= 1, "k", "an integer >= 1", self.k)
-        _need(self.temperature > 0, "temperature", "> 0", self.temperature)
-        _need(self.max_new_tokens >= 1, "max_new_tokens", "an integer >= 1", self.max_new_tokens)
-        _need(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+    def check_paths(self) -> None:
+        """Refuse missing paths (called by the command before any work)."""
+        for name in ("model", "data"):
+            need(bool(getattr(self, name)), name, "given", getattr(self, name))
+
+    def check(self) -> EvalConfig:
+        need(self.k >= 1, "k", "an integer >= 1", self.k)
+        need(is_finite_number(self.temperature) and self.temperature > 0, "temperature", "> 0", self.temperature)
+        need(self.max_new_tokens >= 1, "max_new_tokens", "an integer >= 1", self.max_new_tokens)
+        need(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+        _check_device(self.device, "device")
+        return self
+
+
+@dataclasses.dataclass
+class PlotConfig:
+    """``python -m llm plot``: entropy, alpha, integral and reward of runs, one figure."""
+
+    runs: Annotated[list[str], tyro.conf.Positional]
+    """Run directories (each with metrics.jsonl)."""
+    out: str
+    """PNG file to write."""
+    smooth: int = 10
+    """Moving-average window in steps (>= 1; 1 = raw values)."""
+    title: str = ""
+    """Figure title ('' = none)."""
+    verbose: Annotated[bool, tyro.conf.FlagCreatePairsOff, tyro.conf.arg(aliases=("-v",))] = False
+    """Log progress."""
+
+    def check(self) -> PlotConfig:
+        need(self.smooth >= 1, "smooth", "an integer >= 1", self.smooth)
+        for run in self.runs:
+            need((Path(run) / "metrics.jsonl").is_file(), "runs", "run directories with metrics.jsonl", run)
+        return self
+
+
+@dataclasses.dataclass
+class DemoConfig:
+    """``python -m llm demo``: init-tiny → make-data → SFT → GRPO vs EntroPIC, with a figure."""
+
+    out: str
+    """Output directory."""
+    quick: bool = False
+    """A few-minute version (CI): fewer prompts, SFT steps and RL steps."""
+    steps: Annotated[int | None, tyro.conf.arg(metavar="INT")] = None
+    """RL steps per run (None = the demo's own, see llm.demo.DEMO and QUICK)."""
+    verbose: Annotated[bool, tyro.conf.FlagCreatePairsOff, tyro.conf.arg(aliases=("-v",))] = False
+    """Log progress."""
+
+    def check(self) -> DemoConfig:
+        need(bool(self.out), "out", "a directory path", self.out)
+        need(self.steps is None or self.steps >= 1, "steps", "an integer >= 1", self.steps)
+        return self
+
+
+# --------------------------------------------------------------------- field docs
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of dataclass ``cls`` (its bases included), by field name."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
+        for node, nxt in zip(body, body[1:], strict=False):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is Literal:
+        return "{" + ",".join(map(str, typing.get_args(hint))) + "}"
+    if hint is Any:
+        return "TOML"
+    if hint is dict or typing.get_origin(hint) is dict:
+        return "table"
+    return getattr(hint, "__name__", None) if not typing.get_args(hint) else str(hint).replace("typing.", "")
+
+
+def config_keys(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
+    """Every ``--set`` key of ``cls`` as (dotted key, type, default, doc), sections expanded."""
+    rows = []
+    default = cls()
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            rows += config_keys(hint, f"{prefix}{f.name}.")
+        else:
+            rows.append((prefix + f.name, _type_name(hint), getattr(default, f.name), docs.get(f.name, "")))
+    return rows
 
 
 # -------------------------------------------------------------------------- loading
 def config_to_dict(cfg) -> dict[str, Any]:
+    """The configuration as nested plain data (JSON/TOML); `build_config` loads it back unchanged."""
     return dataclasses.asdict(cfg)
 
 
-def _parse_value(text: str) -> Any:
+def _rule(hint: Any) -> str:
+    """How the one-line type error names what a field accepts."""
+    if hint is bool:
+        return "true or false"
+    if hint is int:
+        return "an integer"
+    if hint is float:
+        return "a number"
+    if hint is str:
+        return "a string"
+    if typing.get_origin(hint) is Literal:
+        return f"one of {typing.get_args(hint)}"
+    if hint is dict or typing.get_origin(hint) is dict:
+        return "a table"
+    if typing.get_origin(hint) is list:
+        return f"a list of {_rule(typing.get_args(hint)[0])}"
+    return _type_name(hint)
+
+
+def structure(cls: type[T], tree: dict[str, Any], prefix: str = "") -> T:
+    """``cls`` from nested plain data: tables become dataclasses, each value is type-checked.
+
+    Type checks are typeguard's (`typeguard.check_type` against the field's annotation), except
+    that a bool is not a number and an integer given for a float field becomes a float. Fields
+    not in ``tree`` keep their defaults. Ranges are not checked here (see the ``check()`` methods).
+    """
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'the configuration'} must be a table, got {tree!r}")
+    for key in tree:
+        if key not in names:
+            raise ConfigError(f"unknown key {prefix}{key}; valid keys here: {', '.join(names)}")
+    return cls(**{key: structure_value(value, hints[key], prefix + key) for key, value in tree.items()})
+
+
+def structure_value(value: Any, hint: Any, field: str) -> Any:
+    """``value`` checked against the annotation ``hint`` (tables become dataclasses); errors name ``field``."""
+    if dataclasses.is_dataclass(hint):
+        return structure(hint, value, field + ".")
+    if typing.get_origin(hint) is list and isinstance(value, list):
+        (item,) = typing.get_args(hint)
+        return [structure_value(v, item, f"{field}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, bool) and hint in (int, float):
+        raise ConfigError(f"{field} must be {_rule(hint)}, got {value!r}")
+    try:
+        typeguard.check_type(value, hint)
+    except typeguard.TypeCheckError:
+        raise ConfigError(f"{field} must be {_rule(hint)}, got {value!r}") from None
+    return float(value) if hint is float else value
+
+
+def toml_literal(value: Any) -> str:
+    """``value`` (plain data or a dataclass) as a TOML literal; `parse_value` reads it back."""
+    if dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return repr(value)
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: a TOML literal (``2``, ``1e-5``, ``true``, ``"x"``, ``[0, 1]``, ``{k = 1}``), else a string."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
-        return text  # a bare word: a string
+        return text
 
 
-def _set_dotted(tree: dict, key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = tree
-    for part in parts[:-1]:
-        nxt = node.setdefault(part, {})
-        if not isinstance(nxt, dict):
-            raise ConfigError(f"{key}: {part!r} is a value, not a table")
-        node = nxt
-    node[parts[-1]] = value
-
-
-def _coerce(value: Any, hint: Any, field: str) -> Any:
-    origin = typing.get_origin(hint)
-    if hint is Any:
-        return value
-    if origin in (types.UnionType, typing.Union):
-        for arm in typing.get_args(hint):
-            try:
-                return _coerce(value, arm, field)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{field} has the wrong type: {value!r}")
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{field} must be true or false, got {value!r}")
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{field} must be an integer, got {value!r}")
-    if hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"{field} must be a number, got {value!r}")
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{field} must be a string, got {value!r}")
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{field} must be a table, got {value!r}")
-        return _build(hint, value, field + ".")
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{field} must be a list, got {value!r}")
-        (arm,) = typing.get_args(hint) or (Any,)
-        return [_coerce(v, arm, f"{field}[{i}]") for i, v in enumerate(value)]
-    if hint is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{field} must be a table, got {value!r}")
-        return value
-    return value
-
-
-def _build(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(data) - set(fields)
-    if unknown:
-        name = sorted(unknown)[0]
-        raise ConfigError(f"unknown key {prefix}{name}; valid keys here: {', '.join(sorted(fields))}")
-    kwargs = {name: _coerce(value, hints[name], prefix + name) for name, value in data.items()}
-    try:
-        return cls(**kwargs)
-    except ConfigError as exc:
-        if prefix and not str(exc).startswith(prefix):
-            raise ConfigError(f"{prefix}{exc}") from None
-        raise
-
-
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """Build ``cls`` from defaults, an optional TOML file and ``key=value`` overrides."""
-    tree: dict[str, Any] = {}
-    if path:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} not found")
-        try:
-            tree = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{p}: not valid TOML ({exc})") from None
-    return build_config(cls, tree, overrides)
-
-
-def build_config(cls: type[T], tree: dict[str, Any], overrides: list[str] | None = None) -> T:
-    """Build ``cls`` from a nested dict of values and ``key=value`` overrides (applied in order)."""
-    tree = {k: (dict(v) if isinstance(v, dict) else v) for k, v in tree.items()}
-    for item in overrides or []:
+def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """A copy of ``tree`` with each ``key=value`` (dotted key) set, in order."""
+    tree = _copy_tables(tree)
+    for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key=value")
         key, _, text = item.partition("=")
-        _set_dotted(tree, key.strip(), _parse_value(text.strip()))
-    return _build(cls, tree)
+        *path, leaf = key.strip().split(".")
+        node = tree
+        for part in path:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{key.strip()}: {part!r} is a value, not a table")
+        node[leaf] = parse_value(text.strip())
+    return tree
+
+
+def _copy_tables(tree: dict[str, Any]) -> dict[str, Any]:
+    return {k: _copy_tables(v) if isinstance(v, dict) else v for k, v in tree.items()}
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The tables of a TOML file; a missing or malformed file is one line."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} not found")
+    try:
+        return tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+
+
+def build_config(
+    cls: type[T], tree: dict[str, Any], overrides: list[str] | None = None, *, check: bool = True
+) -> T:
+    """``cls`` from nested plain data and ``key=value`` overrides; validated unless ``check=False``."""
+    cfg = structure(cls, apply_overrides(tree, list(overrides or [])))
+    if check:
+        cfg.check()
+    return cfg
+
+
+def load_config(
+    cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None, *, check: bool = True
+) -> T:
+    """``cls`` from its defaults ← an optional TOML file ← ``key=value`` overrides."""
+    return build_config(cls, read_toml(path) if path else {}, overrides, check=check)

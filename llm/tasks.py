@@ -150,12 +150,14 @@ TASKS: dict[str, Callable[..., list[Example]]] = {"arithmetic": make_arithmetic,
 
 
 def make_dataset(
-    task: str, n_train: int, n_test: int, difficulty: int, seed: int, ops: str = ""
+    task: str, n_train: int, n_test: int, difficulty: int, seed: int, ops: str = "", *, cap_train: bool = False
 ) -> tuple[list[Example], list[Example]]:
     """Disjoint train/test splits (no prompt in both, no duplicates), deterministic in ``seed``.
 
     ``ops`` restricts the operations (arithmetic: from ``"+-*"``; countdown: from ``"+-*/"``).
-    Raises ValueError for an unknown task, or when the task has too few distinct prompts.
+    Raises ValueError for an unknown task, or when the task has too few distinct prompts; with
+    ``cap_train`` the training split is shortened instead, to the distinct prompts left after a
+    full test split (the same prompts for the same arguments), and only a short test split raises.
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {sorted(TASKS)}")
@@ -169,6 +171,8 @@ def make_dataset(
             break
         for ex in TASKS[task](max(want - len(seen), 16), rng, difficulty, ops):
             seen.setdefault(ex.prompt, ex)
+    if cap_train and n_test < len(seen) < want:
+        n_train, want = len(seen) - n_test, len(seen)
     if len(seen) < want:
         raise ValueError(
             f"found only {len(seen)} distinct {task} prompts at difficulty {difficulty}, need {want}; "
