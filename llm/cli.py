@@ -31,6 +31,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 import tyro
 
+from .compare import CompareConfig
 from .config import (
     ConfigError,
     DemoConfig,
@@ -122,7 +123,10 @@ class CompareArgs(Common):
     """Training JSONL (sets data.train)."""
     test: Annotated[str | None, tyro.conf.arg(metavar="FILE")] = None
     """Test JSONL for avg@k / pass@k (sets data.test)."""
+    cfg: Annotated[CompareConfig, tyro.conf.arg(name="")] = dataclasses.field(default_factory=CompareConfig)
+
     def apply(self) -> None:
+        """The short flags, over --config and --set."""
         c = self.cfg
         for value, section, key in (
             (self.out, c.compare, "out"),
@@ -285,14 +289,7 @@ def cmd_eval(argv: list[str]) -> int:
 
 
 def cmd_compare(argv: list[str]) -> int:
-    from .compare import CompareConfig
-
-    args_cls = dataclasses.make_dataclass(
-        "CompareArgs",
-        [("cfg", Annotated[CompareConfig, tyro.conf.arg(name="")], dataclasses.field(default_factory=CompareConfig))],
-        bases=(CompareArgs,),
-    )
-    _, cfg = parse_config(CompareConfig, argv, "python -m llm compare", args_cls)
+    _, cfg = parse_config(CompareConfig, argv, "python -m llm compare", CompareArgs)
     from .compare import run_compare
 
     rows = run_compare(cfg)
@@ -332,23 +329,18 @@ COMMANDS = {
     "eval": (cmd_eval, EvalConfig),
     "plot": (cmd_plot, PlotConfig),
     "demo": (cmd_demo, DemoConfig),
-    "compare": (cmd_compare, None),
+    "compare": (cmd_compare, CompareConfig),
 }
 """Command name → (function of its arguments, the dataclass whose docstring describes it)."""
 
-COMPARE_SUMMARY = "entropy-control methods × seeds on the same checkpoint and data, one report"
-
-
 def _summary(name: str) -> str:
-    cls = COMMANDS[name][1]
-    if cls is None:
-        return COMPARE_SUMMARY
-    return cls.__doc__.split(":", 1)[1].strip().split("\n\n")[0]
+    """The command's line from its dataclass's docstring."""
+    return " ".join(COMMANDS[name][1].__doc__.split("\n\n")[0].split(":", 1)[1].split())
 
 
 def usage() -> str:
     lines = ["usage: python -m llm COMMAND [OPTIONS]   (python -m llm COMMAND --help for its options)", ""]
-    lines.append(__doc__.split("\n\n")[0])
+    lines.append("The EntroPIC trainer: GRPO/PPO on Hugging Face causal LMs with PI control of the policy entropy.")
     lines += ["", "commands:"]
     lines += [f"  {name:<10} {_summary(name)}" for name in COMMANDS]
     lines += ["", "examples:", __doc__.split("\n\n")[1]]

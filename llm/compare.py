@@ -116,7 +116,10 @@ class CompareSection:
 
 @dataclasses.dataclass
 class CompareConfig(RLConfig):
-    """``python -m llm compare``: the RL settings shared by every run (`RLConfig`'s tables), and the comparison."""
+    """``python -m llm compare``: entropy-control methods × seeds on one checkpoint and data, one report.
+
+    The RL settings shared by every run are `RLConfig`'s tables; ``[compare]`` sets the comparison.
+    """
 
     compare: CompareSection = dataclasses.field(default_factory=CompareSection)
 

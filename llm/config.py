@@ -529,7 +529,7 @@ class EvalConfig:
 class PlotConfig:
     """``python -m llm plot``: entropy, alpha, integral and reward of runs, one figure."""
 
-    runs: Annotated[list[str], tyro.conf.Positional]
+    runs: Annotated[list[str], tyro.conf.Positional, tyro.conf.arg(metavar="RUN")]
     """Run directories (each with metrics.jsonl)."""
     out: str
     """PNG file to write."""
@@ -541,6 +541,7 @@ class PlotConfig:
     """Log progress."""
 
     def check(self) -> PlotConfig:
+        need(bool(self.runs), "runs", "one or more run directories", self.runs)
         need(self.smooth >= 1, "smooth", "an integer >= 1", self.smooth)
         for run in self.runs:
             need((Path(run) / "metrics.jsonl").is_file(), "runs", "run directories with metrics.jsonl", run)
@@ -594,21 +595,23 @@ def _type_name(hint: Any) -> str:
         return "TOML"
     if hint is dict or typing.get_origin(hint) is dict:
         return "table"
+    if typing.get_origin(hint) is list and dataclasses.is_dataclass(typing.get_args(hint)[0]):
+        return "list[table]"
     return getattr(hint, "__name__", None) if not typing.get_args(hint) else str(hint).replace("typing.", "")
 
 
 def config_keys(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
     """Every ``--set`` key of ``cls`` as (dotted key, type, default, doc), sections expanded."""
     rows = []
-    default = cls()
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
         if dataclasses.is_dataclass(hint):
             rows += config_keys(hint, f"{prefix}{f.name}.")
-        else:
-            rows.append((prefix + f.name, _type_name(hint), getattr(default, f.name), docs.get(f.name, "")))
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        rows.append((prefix + f.name, _type_name(hint), default, docs.get(f.name, "")))
     return rows
 
 
@@ -672,6 +675,8 @@ def structure_value(value: Any, hint: Any, field: str) -> Any:
 
 def toml_literal(value: Any) -> str:
     """``value`` (plain data or a dataclass) as a TOML literal; `parse_value` reads it back."""
+    if value is dataclasses.MISSING:
+        return "(required)"
     if dataclasses.is_dataclass(value):
         value = dataclasses.asdict(value)
     if isinstance(value, bool):
