@@ -25,9 +25,8 @@ import json
 import logging
 import os
 import sys
-import typing
 from pathlib import Path
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
 import tyro
 
@@ -47,6 +46,7 @@ from .config import (
 )
 
 C = TypeVar("C")
+
 
 # ------------------------------------------------------------------ command arguments
 @dataclasses.dataclass
@@ -332,6 +332,7 @@ COMMANDS = {
     "compare": (cmd_compare, CompareConfig),
 }
 """Command name → (function of its arguments, the dataclass whose docstring describes it)."""
+
 
 def _summary(name: str) -> str:
     """The command's line from its dataclass's docstring."""

@@ -34,6 +34,7 @@ __all__ = [
     "ConfigError",
     "ControlConfig",
     "DataConfig",
+    "DemoConfig",
     "EvalConfig",
     "InitTinyConfig",
     "LeverConfig",
@@ -41,12 +42,11 @@ __all__ = [
     "ModelConfig",
     "OptimConfig",
     "PPOConfig",
+    "PlotConfig",
     "RLConfig",
     "RolloutConfig",
     "SFTConfig",
     "TrainConfig",
-    "DemoConfig",
-    "PlotConfig",
     "build_config",
     "config_keys",
     "config_to_dict",
@@ -143,7 +143,9 @@ class RolloutConfig:
     def check(self) -> None:
         need(self.group_size >= 2, "rollout.group_size", "an integer >= 2", self.group_size)
         need(self.max_new_tokens >= 1, "rollout.max_new_tokens", "an integer >= 1", self.max_new_tokens)
-        need(is_finite_number(self.temperature) and self.temperature > 0, "rollout.temperature", "> 0", self.temperature)
+        need(
+            is_finite_number(self.temperature) and self.temperature > 0, "rollout.temperature", "> 0", self.temperature
+        )
 
 
 @dataclasses.dataclass
@@ -362,7 +364,9 @@ class RLConfig:
         need(Path(self.model.path).is_dir(), "model.path", "an existing directory", self.model.path)
         need(bool(self.data.train), "data.train", "a JSONL file", self.data.train)
         need(Path(self.data.train).is_file(), "data.train", "an existing file", self.data.train)
-        need(not self.data.test or Path(self.data.test).is_file(), "data.test", "an existing file or ''", self.data.test)
+        need(
+            not self.data.test or Path(self.data.test).is_file(), "data.test", "an existing file or ''", self.data.test
+        )
         need(bool(self.train.out), "train.out", "a run directory", self.train.out)
 
 
@@ -691,7 +695,7 @@ def toml_literal(value: Any) -> str:
 
 
 def parse_value(text: str) -> Any:
-    """A ``--set`` value: a TOML literal (``2``, ``1e-5``, ``true``, ``"x"``, ``[0, 1]``, ``{k = 1}``), else a string."""
+    """A ``--set`` value: a TOML literal (``2``, ``1e-5``, ``true``, ``"x"``, ``[0, 1]``, ``{k = 1}``), else a str."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
@@ -730,9 +734,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{p}: not valid TOML ({exc})") from None
 
 
-def build_config(
-    cls: type[T], tree: dict[str, Any], overrides: list[str] | None = None, *, check: bool = True
-) -> T:
+def build_config(cls: type[T], tree: dict[str, Any], overrides: list[str] | None = None, *, check: bool = True) -> T:
     """``cls`` from nested plain data and ``key=value`` overrides; validated unless ``check=False``."""
     cfg = structure(cls, apply_overrides(tree, list(overrides or [])))
     if check:

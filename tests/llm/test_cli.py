@@ -68,7 +68,18 @@ def test_every_field_and_flag_has_a_docstring(cls):
 def test_precedence_defaults_config_set_flags(tmp_path):
     toml = tmp_path / "c.toml"
     toml.write_text("[ppo]\nepochs = 2\nminibatches = 2\n[train]\nsteps = 7\nseed = 3\n[control]\nkp = 4\n")
-    argv = ["--config", str(toml), "--set", "ppo.epochs=3", "--set", "train.steps=8", "--ppo.epochs", "4", "--steps", "9"]
+    argv = [
+        "--config",
+        str(toml),
+        "--set",
+        "ppo.epochs=3",
+        "--set",
+        "train.steps=8",
+        "--ppo.epochs",
+        "4",
+        "--steps",
+        "9",
+    ]
     _, cfg = parse_config(RLConfig, argv, "train", TrainArgs)
     assert cfg.ppo.epochs == 4  # flag over --set over the file
     assert cfg.train.steps == 9  # short flag over --set over the file
@@ -129,7 +140,9 @@ def test_bad_value_from_the_shell_has_no_traceback():
     assert "Traceback" not in res.stderr
 
 
-@pytest.mark.parametrize(("command", "key"), [("train", "ppo.epochs"), ("compare", "compare.seeds"), ("sft", "lr"), ("eval", "k")])
+@pytest.mark.parametrize(
+    ("command", "key"), [("train", "ppo.epochs"), ("compare", "compare.seeds"), ("sft", "lr"), ("eval", "k")]
+)
 def test_help_keys_lists_every_key(command, key, capsys):
     assert main([command, "--help-keys"]) == 0
     lines = capsys.readouterr().out.splitlines()

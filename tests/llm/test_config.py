@@ -5,9 +5,23 @@ Run: python -m pytest tests/llm/test_config.py
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+
 import pytest
 
-from llm.config import ConfigError, EvalConfig, InitTinyConfig, RLConfig, load_config
+from llm.config import (
+    ConfigError,
+    ControlConfig,
+    EvalConfig,
+    InitTinyConfig,
+    LeverConfig,
+    ModelConfig,
+    OptimConfig,
+    RLConfig,
+    TrainConfig,
+    load_config,
+)
 
 
 def test_defaults_are_valid_and_official_gains():
@@ -84,3 +98,55 @@ def test_flat_configs():
         load_config(InitTinyConfig, None, ["num_heads=3"])
     with pytest.raises(ConfigError, match="k must be an integer >= 1"):
         load_config(EvalConfig, None, ["k=0"])
+
+
+def test_config_json_round_trips_through_loading(tmp_path):
+    import json
+
+    from llm.config import build_config, config_to_dict
+
+    cfg = load_config(
+        RLConfig,
+        None,
+        ['control.target={kind = "cosine", start = 0.5, end = 0.2, steps = 50}', "ppo.epochs=2", "optim.lr=3e-5"],
+    )
+    again = build_config(RLConfig, json.loads(json.dumps(config_to_dict(cfg))))
+    assert again == cfg and isinstance(again.control, ControlConfig)
+    assert load_config(RLConfig, None, ["lever.name=entropy_bonus", "lever.params.coef=0.01"]).lever.params == {
+        "coef": 0.01
+    }
+
+
+def test_control_is_entropic_params_plus_enabled():
+    from pic.params import EntroPICParams
+
+    assert issubclass(ControlConfig, EntroPICParams)
+    fields = [f.name for f in dataclasses.fields(ControlConfig)]
+    assert fields == [f.name for f in dataclasses.fields(EntroPICParams)] + ["enabled"]
+    assert {f.name: f.default for f in dataclasses.fields(ControlConfig) if f.name != "enabled"} == {
+        f.name: f.default for f in dataclasses.fields(EntroPICParams)
+    }
+    lever = load_config(RLConfig, None, ["control.kp=3", "control.tau=0.5", "control.integral_limit=2"]).build_lever()
+    assert (float(lever.controller.kp), lever.tau, lever.controller.integral_limit) == (3.0, 0.5, 2.0)
+    p_only = load_config(RLConfig, None, ["lever.name=entropic_p", "control.ki=0.5"]).build_lever()
+    assert float(p_only.controller.ki) == 0.0 and load_config(RLConfig).build_lever().controller.integral_limit is None
+
+
+def test_choices_are_literals_and_lever_names_come_from_the_registry():
+    from pic.levers import LEVERS
+
+    hints = typing.get_type_hints(LeverConfig)
+    assert typing.get_args(hints["name"]) == tuple(sorted(LEVERS))
+    for cls, name in [(OptimConfig, "schedule"), (ModelConfig, "dtype"), (TrainConfig, "parallel")]:
+        assert typing.get_origin(typing.get_type_hints(cls)[name]) is typing.Literal
+    assert typing.get_args(typing.get_type_hints(ControlConfig)["anti_windup"]) == ("none", "clamp", "back_calculation")
+
+
+def test_a_wrong_type_in_a_file_names_the_field(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('[ppo]\nepochs = "2"\n')
+    with pytest.raises(ConfigError, match=r"^ppo.epochs must be an integer, got '2'$"):
+        load_config(RLConfig, f)
+    f.write_text("ppo = 3\n")
+    with pytest.raises(ConfigError, match="ppo must be a table"):
+        load_config(RLConfig, f)
