@@ -20,13 +20,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import io
 import json
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Generic, TypeVar
+from types import MappingProxyType
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 import tyro
 
@@ -51,6 +53,8 @@ C = TypeVar("C")
 # ------------------------------------------------------------------ command arguments
 @dataclasses.dataclass
 class Common:
+    """What every configured command takes besides its configuration's own flags."""
+
     config: Annotated[str, tyro.conf.arg(metavar="FILE")] = ""
     """TOML file with the command's configuration (its tables and keys are those of --help-keys)."""
     set: Annotated[list[str], tyro.conf.UseAppendAction, tyro.conf.arg(metavar="KEY=VALUE")] = dataclasses.field(
@@ -62,81 +66,91 @@ class Common:
     verbose: Annotated[bool, tyro.conf.FlagCreatePairsOff, tyro.conf.arg(aliases=("-v",))] = False
     """Log progress."""
 
+    SHORT: ClassVar[MappingProxyType[str, tuple[str, Any]]] = MappingProxyType({})
+    """Short flag → (the dotted key it sets, the value a given bool flag sets)."""
+
+    def apply_short_flags(self) -> None:
+        """Set the keys of the short flags given, over --config and --set."""
+        for name, (key, flag_value) in self.SHORT.items():
+            value = getattr(self, name)
+            if value is None or value is False:
+                continue
+            *path, leaf = key.split(".")
+            node = functools.reduce(getattr, path, self.cfg)
+            setattr(node, leaf, flag_value if isinstance(value, bool) else value)
+
 
 @dataclasses.dataclass
 class FlatArgs(Common, Generic[C]):
     cfg: Annotated[C, tyro.conf.arg(name="")] = None  # type: ignore[assignment]
 
 
+Dir = Annotated[str | None, tyro.conf.arg(metavar="DIR")]
+File = Annotated[str | None, tyro.conf.arg(metavar="FILE")]
+Int = Annotated[int | None, tyro.conf.arg(metavar="INT")]
+Flag = Annotated[bool, tyro.conf.FlagCreatePairsOff]
+
+
 @dataclasses.dataclass
 class TrainArgs(Common):
-    model: Annotated[str | None, tyro.conf.arg(metavar="DIR")] = None
+    model: Dir = None
     """Model directory (sets model.path)."""
-    data: Annotated[str | None, tyro.conf.arg(metavar="FILE")] = None
+    data: File = None
     """Training JSONL (sets data.train)."""
-    test: Annotated[str | None, tyro.conf.arg(metavar="FILE")] = None
+    test: File = None
     """Test JSONL (sets data.test)."""
-    out: Annotated[str | None, tyro.conf.arg(metavar="DIR")] = None
+    out: Dir = None
     """Run directory (sets train.out)."""
-    steps: Annotated[int | None, tyro.conf.arg(metavar="INT")] = None
+    steps: Int = None
     """RL steps (sets train.steps)."""
-    seed: Annotated[int | None, tyro.conf.arg(metavar="INT")] = None
+    seed: Int = None
     """Seed (sets train.seed)."""
-    resume: Annotated[bool, tyro.conf.FlagCreatePairsOff] = False
+    resume: Flag = False
     """Continue from the newest checkpoint in the run directory (sets train.resume)."""
-    no_control: Annotated[bool, tyro.conf.FlagCreatePairsOff] = False
+    no_control: Flag = False
     """Plain GRPO: the entropy is measured, not controlled (sets control.enabled = false)."""
-    no_progress: Annotated[bool, tyro.conf.FlagCreatePairsOff] = False
+    no_progress: Flag = False
     """No progress bar (sets train.progress = false)."""
     cfg: Annotated[RLConfig, tyro.conf.arg(name="")] = dataclasses.field(default_factory=RLConfig)
 
-    def apply(self) -> None:
-        """The short flags, over --config and --set."""
-        c = self.cfg
-        for value, section, key in (
-            (self.model, c.model, "path"),
-            (self.data, c.data, "train"),
-            (self.test, c.data, "test"),
-            (self.out, c.train, "out"),
-            (self.steps, c.train, "steps"),
-            (self.seed, c.train, "seed"),
-        ):
-            if value is not None:
-                setattr(section, key, value)
-        if self.resume:
-            c.train.resume = True
-        if self.no_control:
-            c.control.enabled = False
-        if self.no_progress:
-            c.train.progress = False
+    SHORT: ClassVar[MappingProxyType[str, tuple[str, Any]]] = MappingProxyType(
+        {
+            "model": ("model.path", None),
+            "data": ("data.train", None),
+            "test": ("data.test", None),
+            "out": ("train.out", None),
+            "steps": ("train.steps", None),
+            "seed": ("train.seed", None),
+            "resume": ("train.resume", True),
+            "no_control": ("control.enabled", False),
+            "no_progress": ("train.progress", False),
+        }
+    )
 
 
 @dataclasses.dataclass
 class CompareArgs(Common):
-    out: Annotated[str | None, tyro.conf.arg(metavar="DIR")] = None
+    out: Dir = None
     """Comparison directory (sets compare.out)."""
-    steps: Annotated[int | None, tyro.conf.arg(metavar="INT")] = None
+    steps: Int = None
     """RL steps per run (sets train.steps)."""
-    model: Annotated[str | None, tyro.conf.arg(metavar="DIR")] = None
+    model: Dir = None
     """Model directory (sets model.path; '' = build the demo's warm-started tiny model)."""
-    data: Annotated[str | None, tyro.conf.arg(metavar="FILE")] = None
+    data: File = None
     """Training JSONL (sets data.train)."""
-    test: Annotated[str | None, tyro.conf.arg(metavar="FILE")] = None
+    test: File = None
     """Test JSONL for avg@k / pass@k (sets data.test)."""
     cfg: Annotated[CompareConfig, tyro.conf.arg(name="")] = dataclasses.field(default_factory=CompareConfig)
 
-    def apply(self) -> None:
-        """The short flags, over --config and --set."""
-        c = self.cfg
-        for value, section, key in (
-            (self.out, c.compare, "out"),
-            (self.steps, c.train, "steps"),
-            (self.model, c.model, "path"),
-            (self.data, c.data, "train"),
-            (self.test, c.data, "test"),
-        ):
-            if value is not None:
-                setattr(section, key, value)
+    SHORT: ClassVar[MappingProxyType[str, tuple[str, Any]]] = MappingProxyType(
+        {
+            "out": ("compare.out", None),
+            "steps": ("train.steps", None),
+            "model": ("model.path", None),
+            "data": ("data.train", None),
+            "test": ("data.test", None),
+        }
+    )
 
 
 # ------------------------------------------------------------------------- parsing
@@ -202,8 +216,7 @@ def parse_config(cls, argv: list[str], prog: str, args_cls=None):
     if args.help_keys:
         _print_keys(cls)
         raise SystemExit(0)
-    if hasattr(args, "apply"):
-        args.apply()
+    args.apply_short_flags()
     cfg = args.cfg.check()
     if hasattr(cfg, "check_paths") and not isinstance(cfg, RLConfig):
         cfg.check_paths()
