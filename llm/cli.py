@@ -181,6 +181,11 @@ def _one_line(message: str) -> str:
     return " ".join(words) or "bad arguments (see --help)"
 
 
+def _description(cls) -> str:
+    """The first paragraph of a command dataclass's docstring, as plain text."""
+    return " ".join(cls.__doc__.split("\n\n")[0].replace("``", "").split())
+
+
 def _prescan(argv: list[str]) -> argparse.Namespace:
     """--config and --set, read before tyro so that they become the flags' defaults."""
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
@@ -212,7 +217,7 @@ def parse_config(cls, argv: list[str], prog: str, args_cls=None):
         base = cls()
     args_cls = args_cls or FlatArgs[cls]
     default = args_cls(config=pre.config, set=list(pre.set), cfg=base)
-    args = _tyro(args_cls, argv, prog, (cls.__doc__ or "").split("\n\n")[0], default)
+    args = _tyro(args_cls, argv, prog, _description(cls), default)
     if args.help_keys:
         _print_keys(cls)
         raise SystemExit(0)
@@ -317,7 +322,7 @@ def cmd_compare(argv: list[str]) -> int:
 
 
 def cmd_plot(argv: list[str]) -> int:
-    cfg = _tyro(PlotConfig, argv, "python -m llm plot", PlotConfig.__doc__).check()
+    cfg = _tyro(PlotConfig, argv, "python -m llm plot", _description(PlotConfig)).check()
     from .plot import plot_runs
 
     out = plot_runs(cfg.runs, cfg.out, smooth=cfg.smooth, title=cfg.title)
@@ -326,7 +331,7 @@ def cmd_plot(argv: list[str]) -> int:
 
 
 def cmd_demo(argv: list[str]) -> int:
-    cfg = _tyro(DemoConfig, argv, "python -m llm demo", DemoConfig.__doc__).check()
+    cfg = _tyro(DemoConfig, argv, "python -m llm demo", _description(DemoConfig)).check()
     from .demo import run_demo
 
     summary = run_demo(cfg.out, quick=cfg.quick, steps=cfg.steps)
@@ -376,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[name][0](rest)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
+    except BrokenPipeError:  # output piped into e.g. `head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -558,7 +558,7 @@ class DemoConfig:
 
     out: str
     """Output directory."""
-    quick: bool = False
+    quick: Annotated[bool, tyro.conf.FlagCreatePairsOff] = False
     """A few-minute version (CI): fewer prompts, SFT steps and RL steps."""
     steps: Annotated[int | None, tyro.conf.arg(metavar="INT")] = None
     """RL steps per run (None = the demo's own, see llm.demo.DEMO and QUICK)."""
