@@ -87,7 +87,7 @@ class MethodEntry:
 
 @dataclasses.dataclass
 class CompareSection:
-    """The comparison (``[compare]``)."""
+    """The comparison ([compare] table)."""
 
     out: str = ""
     """Directory of the comparison (runs, report); required."""

@@ -98,7 +98,7 @@ def _check_choice(value: Any, hint: Any, field: str) -> None:
 # --------------------------------------------------------------------------- sections
 @dataclasses.dataclass
 class ModelConfig:
-    """The policy model (``[model]``)."""
+    """The policy model ([model] table)."""
 
     path: str = ""
     """Local Hugging Face model directory (config.json, safetensors weights, tokenizer)."""
@@ -114,7 +114,7 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class DataConfig:
-    """The prompts (``[data]``)."""
+    """The prompts ([data] table)."""
 
     train: str = ""
     """Training prompts (JSONL: prompt, answer, task, meta)."""
@@ -131,7 +131,7 @@ class DataConfig:
 
 @dataclasses.dataclass
 class RolloutConfig:
-    """Sampling (``[rollout]``)."""
+    """Sampling ([rollout] table)."""
 
     group_size: int = 8
     """Completions per prompt (the GRPO group), >= 2."""
@@ -150,7 +150,7 @@ class RolloutConfig:
 
 @dataclasses.dataclass
 class OptimConfig:
-    """AdamW and its learning-rate schedule (``[optim]``)."""
+    """AdamW and its learning-rate schedule ([optim] table)."""
 
     lr: float = 1e-4
     """Peak learning rate (> 0)."""
@@ -185,7 +185,7 @@ class OptimConfig:
 
 @dataclasses.dataclass
 class PPOConfig:
-    """The clipped policy loss and its updates per rollout (``[ppo]``)."""
+    """The clipped policy loss and its updates per rollout ([ppo] table)."""
 
     epochs: int = 1
     """Passes over each rollout batch (>= 1). epochs = minibatches = 1 is on-policy (ratio ≡ 1)."""
@@ -224,7 +224,7 @@ class PPOConfig:
 
 @dataclasses.dataclass
 class ControlConfig(EntroPICParams):
-    """EntroPIC (``[control]``): the fields of `pic.params.EntroPICParams`, plus ``enabled``."""
+    """EntroPIC ([control] table): the fields of pic.params.EntroPICParams, plus enabled."""
 
     target: Annotated[Any, toml_flag(Any)] = EntroPICParams.target  # the same field, read as a TOML literal
     enabled: bool = True
@@ -242,7 +242,7 @@ class ControlConfig(EntroPICParams):
 
 @dataclasses.dataclass
 class LeverConfig:
-    """The entropy-control method (``[lever]``): entropic/entropic_p read [control], the others lever.params."""
+    """The entropy-control method ([lever] table): entropic/entropic_p read [control], the others lever.params."""
 
     name: LeverName = "entropic"
     """A `pic.levers.LEVERS` name. entropic (PI) and entropic_p (P) take [control] (control.enabled = false:
@@ -262,7 +262,7 @@ class LeverConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    """The run (``[train]``)."""
+    """The run ([train] table)."""
 
     out: str = ""
     """Run directory (metrics.jsonl, TensorBoard events, checkpoints, config.json)."""
