@@ -7,8 +7,9 @@ runs all seeds as one vectorised batch of loops (`sim.levers.run_lever`); seed k
 problem and, at step 0, the same samples under every method.
 
 Closed-loop methods are given the same reference target H* (EntroPIC, the adaptive
-coefficients, SAC); the EntroPIC variants ``entropic_pi_{id,did,od}`` track the shapes of the
-flexible-entropy-control schedules (seed 002) as time-varying setpoints around H*.
+coefficients, SAC); the EntroPIC variants ``entropic_pi_id`` (rise-then-fall), ``entropic_pi_did``
+(fall-rise-fall) and ``entropic_pi_od`` (oscillating decay) track time-varying setpoints around H*
+(`pic.setpoint.shaped_setpoints`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 
 from pic.levers import make_lever
 from pic.levers.report import MethodResult
-from pic.setpoint import seed002_setpoints
+from pic.setpoint import SHAPED_ENTROPIC_METHODS, shaped_setpoints
 
 from .bandit import Bandit, logits_with_entropy
 from .levers import run_lever
@@ -64,7 +65,7 @@ def default_methods(
     target: float, steps: int, *, kp: float, ki: float, names: tuple[str, ...] = DEFAULT_METHODS
 ) -> list[MethodSpec]:
     """Specs of ``names`` with the authors' defaults, the shared target and the given EntroPIC gains."""
-    setpoints = seed002_setpoints(target, steps)
+    setpoints = shaped_setpoints(target, steps)
     pic = {"kp": kp, "ki": ki, "anti_windup": "clamp"}
     table = {
         "adaptive_entropy_skywork": ("adaptive_entropy_skywork", {"target": target}),
@@ -72,7 +73,7 @@ def default_methods(
         "sac_temperature": ("sac_temperature", {"target": target}),
         "entropic_p": ("entropic_p", {"kp": kp, "target": target}),
         "entropic": ("entropic", {**pic, "target": target}),
-        **{f"entropic_pi_{k}": ("entropic", {**pic, "target": v}) for k, v in setpoints.items()},
+        **{label: ("entropic", {**pic, "target": setpoints[s]}) for label, s in SHAPED_ENTROPIC_METHODS.items()},
     }
     specs = []
     for name in names:
