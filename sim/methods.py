@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from pic.levers import make_lever
+from pic.levers import LEVERS, EntroPIC, compared_levers, lever_parameters, make_lever
 from pic.levers.report import MethodResult
 from pic.setpoint import SHAPED_ENTROPIC_METHODS, shaped_setpoints
 
@@ -39,26 +39,22 @@ class MethodSpec:
     params: dict[str, Any]
 
 
-DEFAULT_METHODS = (
-    "grpo",
-    "entropy_bonus",
-    "kl_penalty",
-    "adaptive_entropy_skywork",
-    "adaptive_entropy_trl",
-    "sac_temperature",
-    "clip_higher",
-    "ce_gppo",
-    "flexec_id",
-    "flexec_did",
-    "flexec_od",
-    "clip_cov",
-    "kl_cov",
-    "entropic_p",
-    "entropic",
-    "entropic_pi_id",
-    "entropic_pi_did",
-    "entropic_pi_od",
-)
+DEFAULT_METHODS: tuple[str, ...] = (*compared_levers(), *SHAPED_ENTROPIC_METHODS)
+"""Every registered lever of the default comparison set, then the EntroPIC PI tracking shaped setpoints."""
+
+
+def _lever_params(name: str, target: float, gains: dict[str, Any]) -> dict[str, Any]:
+    """Parameters of registered lever ``name``: closed-loop levers (those with a ``target`` parameter) get
+    the shared target, EntroPIC levers the given gains (P control, whose preset fixes ki, keeps only kp)."""
+    if name not in LEVERS:
+        return {}  # make_lever names the unknown lever
+    cls, preset = LEVERS[name]
+    params: dict[str, Any] = {}
+    if issubclass(cls, EntroPIC):
+        params = {"kp": gains["kp"]} if "ki" in preset else dict(gains)
+    if "target" in lever_parameters(name):
+        params["target"] = target
+    return params
 
 
 def default_methods(
@@ -66,18 +62,13 @@ def default_methods(
 ) -> list[MethodSpec]:
     """Specs of ``names`` with the authors' defaults, the shared target and the given EntroPIC gains."""
     setpoints = shaped_setpoints(target, steps)
-    pic = {"kp": kp, "ki": ki, "anti_windup": "clamp"}
-    table = {
-        "adaptive_entropy_skywork": ("adaptive_entropy_skywork", {"target": target}),
-        "adaptive_entropy_trl": ("adaptive_entropy_trl", {"target": target}),
-        "sac_temperature": ("sac_temperature", {"target": target}),
-        "entropic_p": ("entropic_p", {"kp": kp, "target": target}),
-        "entropic": ("entropic", {**pic, "target": target}),
-        **{label: ("entropic", {**pic, "target": setpoints[s]}) for label, s in SHAPED_ENTROPIC_METHODS.items()},
-    }
+    gains = {"kp": kp, "ki": ki, "anti_windup": "clamp"}
     specs = []
     for name in names:
-        lever, params = table.get(name, (name, {}))
+        if name in SHAPED_ENTROPIC_METHODS:
+            lever, params = "entropic", {**gains, "target": setpoints[SHAPED_ENTROPIC_METHODS[name]]}
+        else:
+            lever, params = name, _lever_params(name, target, gains)
         specs.append(MethodSpec(name, lever, params))
     return specs
 

@@ -36,10 +36,12 @@ import numpy as np
 from ..validation import is_finite_number, need
 from ._common import check_signal, column, measured, to_json
 from .base import Lever, LossModifiers, StepStats, TokenBatch
+from .registry import register_lever
 
 __all__ = ["SKYWORK", "TRL", "AdaptiveEntropy", "EntropyBonus", "KLPenalty", "SACTemperature"]
 
 
+@register_lever("entropy_bonus")
 class EntropyBonus(Lever):
     """Constant entropy bonus: loss −= coef·mean_t H_t (full vocabulary, with gradient)."""
 
@@ -61,6 +63,7 @@ class EntropyBonus(Lever):
         return {"entropy_coef": self.coef}
 
 
+@register_lever("kl_penalty")
 class KLPenalty(Lever):
     """KL penalty to a frozen reference policy: loss += coef·mean_t k3 (verl low_var_kl)."""
 
@@ -82,6 +85,31 @@ class KLPenalty(Lever):
         return {"kl_coef": self.coef}
 
 
+SKYWORK = {
+    "target": 0.2,
+    "delta": 1e-4,
+    "coef_init": 0.0,
+    "coef_max": 0.005,
+    "strict": True,
+    "signal": "nll",
+    "gate_init": True,
+}
+"""Skywork-OR1's released-script settings (7B/32B): tgt 0.2, Δ 1e-4, c_max 0.005, c₀ 0, e = −mean log π_old."""
+
+TRL = {
+    "target": 0.2,
+    "delta": 0.005,
+    "coef_init": 0.0,
+    "coef_max": 1.0,
+    "strict": False,
+    "signal": "entropy",
+    "gate_init": False,
+}
+"""TRL ``use_adaptive_entropy`` defaults: tgt 0.2, δ 0.005, max 1, initial 0, full-vocabulary H."""
+
+
+@register_lever("adaptive_entropy_trl", preset=TRL)
+@register_lever("adaptive_entropy_skywork", preset=SKYWORK)
 class AdaptiveEntropy(Lever):
     """Sign-step adaptive entropy coefficient with a one-sided gate (Skywork-OR1 / TRL rules).
 
@@ -169,29 +197,7 @@ class AdaptiveEntropy(Lever):
         self._applied = self._per_loop(state["applied"])
 
 
-SKYWORK = {
-    "target": 0.2,
-    "delta": 1e-4,
-    "coef_init": 0.0,
-    "coef_max": 0.005,
-    "strict": True,
-    "signal": "nll",
-    "gate_init": True,
-}
-"""Skywork-OR1's released-script settings (7B/32B): tgt 0.2, Δ 1e-4, c_max 0.005, c₀ 0, e = −mean log π_old."""
-
-TRL = {
-    "target": 0.2,
-    "delta": 0.005,
-    "coef_init": 0.0,
-    "coef_max": 1.0,
-    "strict": False,
-    "signal": "entropy",
-    "gate_init": False,
-}
-"""TRL ``use_adaptive_entropy`` defaults: tgt 0.2, δ 0.005, max 1, initial 0, full-vocabulary H."""
-
-
+@register_lever("sac_temperature")
 class SACTemperature(Lever):
     """SAC automatic entropy temperature on log c, optimised by Adam, as an entropy-bonus coefficient.
 

@@ -22,10 +22,12 @@ from .._array import detach
 from ..validation import is_finite_number, need
 from ._common import check_signal, column, measured
 from .base import Lever, LossModifiers, StepStats, TokenBatch
+from .registry import register_lever
 
 __all__ = ["CEGPPO", "FLEXEC_STRATEGIES", "ClipHigher", "FlexEC"]
 
 
+@register_lever("clip_higher")
 class ClipHigher(Lever):
     """DAPO clip-higher (arXiv 2503.14476): decoupled ε_low = 0.2, ε_high = 0.28."""
 
@@ -45,6 +47,7 @@ class ClipHigher(Lever):
         return LossModifiers(eps_low=self.eps_low, eps_high=self.eps_high)
 
 
+@register_lever("ce_gppo")
 class CEGPPO(Lever):
     """CE-GPPO (arXiv 2509.20712): gradient-preserving clipping with coefficients β₁, β₂.
 
@@ -249,3 +252,7 @@ class FlexEC(Lever):
         self._h_init = self._per_loop([np.nan if v is None else v for v in state["h_init"]])
         self._state = self._per_loop(state["state"])
         self._k, self._t = int(state["k"]), int(state["t"])
+
+
+for _strategy in FLEXEC_STRATEGIES:  # flexec_static holds fixed bounds: not in the default comparison
+    register_lever(f"flexec_{_strategy}", preset={"strategy": _strategy}, compared=_strategy != "static")(FlexEC)

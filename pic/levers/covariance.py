@@ -31,6 +31,7 @@ from .._array import detach, like, namespace
 from ..validation import is_finite_number, need
 from .base import Lever, LossModifiers, TokenBatch
 from .loss import clip_mask
+from .registry import register_lever
 
 __all__ = ["ClipCov", "KLCov", "token_covariance", "top_n_mask"]
 
@@ -62,6 +63,7 @@ def _valid_count(mask, fraction: float):
     return xp.maximum(xp.floor(n_valid * fraction), 1.0 + 0.0 * n_valid)
 
 
+@register_lever("clip_cov")
 class ClipCov(Lever):
     """Clip-Cov: detach a random few high-covariance tokens from the PG loss."""
 
@@ -125,6 +127,7 @@ class ClipCov(Lever):
             r.bit_generator.state = s
 
 
+@register_lever("kl_cov")
 class KLCov(Lever):
     """KL-Cov: an unclipped surrogate plus β·|log π − log π_old| on the top-k covariance tokens."""
 

@@ -26,12 +26,15 @@ from ..params import EntroPICParams
 from ..validation import ParameterError
 from ._common import check_signal, column, measured
 from .base import Lever, LossModifiers, StepStats, TokenBatch
+from .registry import register_lever
 
 __all__ = ["EntroPIC"]
 
 _DEFAULTS = EntroPICParams()
 
 
+@register_lever("entropic")
+@register_lever("entropic_p", preset={"ki": 0.0})
 class EntroPIC(Lever):
     """The EntroPIC PI (or P, ``ki = 0``) entropy controller.
 
