@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 
 from pic.levers import LEVERS, lever_parameters
-from pic.levers.report import MethodResult, write_report
+from pic.levers.report import MethodResult
 from pic.setpoint import SHAPED_ENTROPIC_METHODS, shaped_setpoints
+from sim.figures import write_report
 
 from .config import ENTROPIC_LEVERS, ConfigError, LeverConfig, RLConfig, _need, build_config
 from .metrics import read_metrics
