@@ -1,7 +1,7 @@
 """Levers on the sampled softmax bandit (`sim.levers`): EntroPIC reproduces the plant, the entropy-bonus
 gradient is Lemma A, every lever runs, and GRPO collapses.
 
-Run: python -m pytest tests/levers/test_sim_levers.py
+Run: python -m pytest tests/sim/test_sim_levers.py
 """
 
 from __future__ import annotations
