@@ -402,8 +402,7 @@ class BanditPlant:
         self.config = config or PlantConfig()
         if self.config.mode == "sampled" and rng is None:
             raise ValueError("rng (a numpy Generator) is required in sampled mode")
-        if backend not in ("numpy", "torch"):
-            raise ValueError(f"backend must be 'numpy' or 'torch', got {backend!r}")
+        need(backend in ("numpy", "torch"), "backend", "'numpy' or 'torch'", backend)
         if backend == "torch" and self.config.mode != "exact":
             raise ValueError("the torch backend runs exact mode only; use backend='numpy' for sampled")
         z = np.asarray(logits, dtype=float)

@@ -18,8 +18,7 @@ def measured(stats, signal: str):
     """The entropy estimate a lever is driven by: full-vocabulary H or the sampled-token NLL."""
     value = stats.entropy if signal == "entropy" else stats.nll
     arr = np.asarray(value, dtype=float)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"step statistic {signal!r} must be finite, got {value!r}")
+    need(bool(np.all(np.isfinite(arr))), f"step statistic {signal!r}", "finite", value)
     return arr
 
 
