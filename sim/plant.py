@@ -45,7 +45,13 @@ from typing import Any
 import numpy as np
 
 from pic._array import namespace
-from pic.actuator import NORMALIZATIONS, entropic_coefficient, entropic_weights, normalization_scale
+from pic.actuator import (
+    NORMALIZATIONS,
+    entropic_coefficient,
+    entropic_weights,
+    high_prob_mask,
+    normalization_scale,
+)
 from pic.grpo import group_advantages
 from pic.levers import Lever, LossModifiers, PolicyDefaults, StepStats, TokenBatch, token_loss_grad
 from pic.levers.loss import clip_mask, resolve
@@ -355,7 +361,7 @@ class FixedAlphaActuator(Lever):
 
     def modify(self, tok: TokenBatch) -> LossModifiers:
         prob = np.exp(tok.logp)
-        n_high = (prob > self.tau).sum(axis=-1, keepdims=True)
+        n_high = (high_prob_mask(prob, self.tau) * tok.mask).sum(axis=-1, keepdims=True)
         scale = normalization_scale(self.normalization, tok.num_tokens, n_high)
         coef = entropic_coefficient(prob, tok.adv, self.fixed, tau=self.tau, mask=tok.mask, scale=scale)
         return LossModifiers(ratio_coef=coef)

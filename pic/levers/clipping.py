@@ -115,7 +115,7 @@ FLEXEC_STRATEGIES = ("id", "did", "od", "static")
 
 
 class FlexEC(Lever):
-    """Flexible entropy control by dynamic clip bounds (Chen et al., arXiv 2602.09782; seed 002).
+    """Flexible entropy control by dynamic clip bounds (Chen et al., arXiv 2602.09782).
 
     Probability-dependent bounds from the detached current probability p of each token::
 
