@@ -137,3 +137,30 @@ def test_every_torch_module_imports_alone(module):
     if top == "entropic_trl":
         pytest.importorskip("trl")
     _import_alone(module)
+
+
+def _imported_roots(path: Path) -> set[str]:
+    """Top-level names of every module ``path`` imports, anywhere in the file."""
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            roots |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_hypothesis_is_a_test_dependency_only():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not any(d.startswith("hypothesis") for d in project["dependencies"])
+    assert any(d.startswith("hypothesis") for d in project["optional-dependencies"]["dev"])
+    assert any(d.startswith("tyro") for d in project["optional-dependencies"]["llm"])
+    users = [
+        str(path.relative_to(ROOT))
+        for folder in (*PACKAGES, "scripts", "benchmarks")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if "hypothesis" in _imported_roots(path)
+    ]
+    assert users == []
+    assert "hypothesis" in _imported_roots(ROOT / "tests" / "conftest.py")  # the scan sees imports
