@@ -17,7 +17,9 @@ and c ≡ 1, so the weight is exactly w = 1 ± α.
 Two modes:
 
 - ``"sampled"``: G arms per context are drawn from π_old, rewards are Bernoulli(p), and
-  advantages are group-normalised (`pic.grpo.group_advantages`).
+  advantages are group-normalised (`pic.grpo.group_advantages`). `lever_rollout` is the one
+  sampled rollout, for any `pic.levers` lever; `sampled_rollout` runs it with the EntroPIC
+  actuator at a given α (`FixedAlphaActuator`, whose coefficient is `pic.actuator.entropic_coefficient`).
 - ``"exact"``: the expectation of the sampled update over arms, rewards and the other
   G − 1 group members. With j ~ Binomial(G − 1, μ) successes among the others
   (μ = Σ_b π_old,b p_b), the expected advantage of a success is P₁(μ) = E_j[A(1, j)] ≥ 0
