@@ -62,7 +62,9 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
 from pic import PIController
-from pic.actuator import NORMALIZATIONS, entropic_adjustment
+from pic.actuator import entropic_adjustment
+from pic.io import atomic_write_json
+from pic.params import EntroPICParams
 
 __all__ = ["STATE_FILE", "TOKEN_SUM_LOSSES", "EntroPICGRPOTrainer"]
 
@@ -75,6 +77,7 @@ TOKEN_SUM_LOSSES = ("dapo", "cispo", "vespo")
 """TRL loss types normalised by the window-global token count (``num_items_in_batch``)."""
 
 _FORMAT = "entropic-trl/1"
+_DEFAULTS = EntroPICParams()
 _LOG_RATIO_CLAMP = 20.0
 
 
@@ -92,6 +95,8 @@ class EntroPICGRPOTrainer(GRPOTrainer):
         Probability threshold of the confident tokens the term acts on (official 0.95).
     normalization : {"all_tokens", "high_prob_tokens"}
         The denominator of the term (see the module docstring).
+        Defaults, ranges and errors of ``tau`` and ``normalization`` are `pic.params.EntroPICParams`'s
+        (a `pic.params.EntroPICParams` also builds the controller: ``params.controller()``).
 
     Keep TRL's own entropy controller off (``use_adaptive_entropy=False``); a static
     ``entropy_coef`` is allowed but fights the controller. Resume with
@@ -105,16 +110,18 @@ class EntroPICGRPOTrainer(GRPOTrainer):
     """
 
     def __init__(
-        self, *args: Any, controller: PIController, tau: float = 0.95, normalization: str = "all_tokens", **kwargs: Any
+        self,
+        *args: Any,
+        controller: PIController,
+        tau: float = _DEFAULTS.tau,
+        normalization: str = _DEFAULTS.normalization,
+        **kwargs: Any,
     ) -> None:
         if not isinstance(controller, PIController):
             raise ValueError(f"controller must be a pic.PIController, got {type(controller).__name__}")
         if np.ndim(controller.alpha) != 0:
             raise ValueError(f"controller must have scalar gains (one loop), got shape {np.shape(controller.alpha)}")
-        if not (isinstance(tau, (int, float)) and 0.0 < tau < 1.0):
-            raise ValueError(f"tau must be a float in (0, 1), got {tau!r}")
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+        EntroPICParams(tau=tau, normalization=normalization).check(fields=("tau", "normalization"))
         args_ = kwargs.get("args", args[2] if len(args) > 2 else None)
         if getattr(args_, "use_adaptive_entropy", False):
             raise ValueError("use_adaptive_entropy must be False: TRL's own entropy controller would fight this one")
@@ -229,7 +236,7 @@ class EntroPICGRPOTrainer(GRPOTrainer):
             name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             folder = os.path.join(self._get_output_dir(trial=trial), name)
             os.makedirs(folder, exist_ok=True)
-            _write_json_atomic(os.path.join(folder, STATE_FILE), self.entropic_state())
+            atomic_write_json(os.path.join(folder, STATE_FILE), self.entropic_state())
         super()._save_checkpoint(model, trial)
 
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
@@ -262,14 +269,3 @@ class EntroPICGRPOTrainer(GRPOTrainer):
             if state.get(key) != current:
                 log.warning("checkpoint was written with %s=%r, this run uses %r", key, state.get(key), current)
         self.controller.load_state_dict(state["controller"])
-
-
-def _write_json_atomic(path: str, obj: Any) -> None:
-    """Write JSON to ``path`` via a temporary file and `os.replace`: readers see the old or the new file."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -11,25 +11,31 @@ Every error names the full key and the allowed range, e.g.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from pic.actuator import NORMALIZATIONS
-from pic.controller import ANTI_WINDUP_MODES, PIController
+from pic.controller import PIController
+from pic.params import EntroPICParams
+from pic.validation import is_finite_number, need
 
 __all__ = ["PREFIX", "EntroPICConfig", "check_actor_config"]
 
 PREFIX = "actor_rollout_ref.entropic"
 _NONFINITE = ("raise", "hold")
+_DEFAULTS = EntroPICParams()
+_SHARED = ("kp", "ki", "tau", "normalization", "anti_windup", "tracking_gain", "target")
+"""The keys that are `pic.params.EntroPICParams` fields: their defaults, ranges and errors come from there."""
 
 
 @dataclass(frozen=True)
 class EntroPICConfig:
-    """EntroPIC settings. Defaults are the official ones (Kp 1, Ki 0.01, τ 0.95, α ∈ [−1, 1]).
+    """EntroPIC settings. Defaults, ranges and errors of the shared keys are `pic.params.EntroPICParams`'s
+    (official: Kp 1, Ki 0.01, τ 0.95, α ∈ [−1, 1]); ``alpha_min``/``alpha_max``, ``integral_limit``
+    (None = no bound) and ``on_nonfinite`` are verl's own keys.
 
-    target : entropy setpoint H* in nats (required, >= 0); e = H − H*, α > 0 lowers entropy.
+    target : entropy setpoint H* in nats (required, >= 0), or a `pic.setpoint` schedule table;
+        e = H − H*, α > 0 lowers entropy.
     kp, ki : PI gains (>= 0). ki = 0 is P control.
     tau : high-probability threshold; the term acts on tokens with current π > τ.
     normalization : "all_tokens" (paper: D = N, weights exactly 1 ± α) or "high_prob_tokens"
@@ -38,16 +44,16 @@ class EntroPICConfig:
     anti_windup, integral_limit, tracking_gain, on_nonfinite : see `pic.controller.PIController`.
     """
 
-    target: float
-    kp: float = 1.0
-    ki: float = 0.01
-    tau: float = 0.95
-    normalization: str = "all_tokens"
-    alpha_min: float = -1.0
-    alpha_max: float = 1.0
-    anti_windup: str = "none"
+    target: Any
+    kp: float = _DEFAULTS.kp
+    ki: float = _DEFAULTS.ki
+    tau: float = _DEFAULTS.tau
+    normalization: str = _DEFAULTS.normalization
+    alpha_min: float = -_DEFAULTS.alpha_limit
+    alpha_max: float = _DEFAULTS.alpha_limit
+    anti_windup: str = _DEFAULTS.anti_windup
     integral_limit: float | None = None
-    tracking_gain: float = 1.0
+    tracking_gain: float = _DEFAULTS.tracking_gain
     on_nonfinite: str = "raise"
 
     @classmethod
@@ -72,33 +78,21 @@ class EntroPICConfig:
             raise ValueError(f"{prefix}.target is required: the entropy setpoint in nats (>= 0)")
         return cls(**dict(mapping)).validated(prefix)
 
+    def params(self) -> EntroPICParams:
+        """The shared fields as `pic.params.EntroPICParams` (α limits and the integral bound are verl's own)."""
+        return EntroPICParams(**{key: getattr(self, key) for key in _SHARED})
+
     def validated(self, prefix: str = PREFIX) -> EntroPICConfig:
         """Return self after checking every field; raise ``ValueError`` naming the first bad key."""
-
-        def number(key: str) -> float:
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise ValueError(f"{prefix}.{key} must be a finite number, got {value!r}")
-            return float(value)
-
-        def choice(key: str, allowed: tuple[str, ...]) -> None:
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"{prefix}.{key} must be one of {list(allowed)}, got {getattr(self, key)!r}")
-
-        for key in ("target", "kp", "ki"):
-            if number(key) < 0:
-                raise ValueError(f"{prefix}.{key} must be >= 0, got {getattr(self, key)!r}")
-        if not 0.0 < number("tau") < 1.0:
-            raise ValueError(f"{prefix}.tau must be in (0, 1), got {self.tau!r}")
-        if not number("alpha_min") < number("alpha_max"):
-            raise ValueError(f"{prefix}.alpha_min must be < alpha_max, got {self.alpha_min!r} >= {self.alpha_max!r}")
-        if self.integral_limit is not None and not number("integral_limit") > 0:
-            raise ValueError(f"{prefix}.integral_limit must be > 0 or null, got {self.integral_limit!r}")
-        if not 0.0 < number("tracking_gain") <= 1.0:
-            raise ValueError(f"{prefix}.tracking_gain must be in (0, 1], got {self.tracking_gain!r}")
-        choice("normalization", NORMALIZATIONS)
-        choice("anti_windup", ANTI_WINDUP_MODES)
-        choice("on_nonfinite", _NONFINITE)
+        p = f"{prefix}."
+        self.params().check(p, fields=_SHARED)
+        for key in ("alpha_min", "alpha_max"):
+            need(is_finite_number(getattr(self, key)), f"{p}{key}", "a finite number", getattr(self, key))
+        if not self.alpha_min < self.alpha_max:
+            raise ValueError(f"{p}alpha_min must be < alpha_max, got {self.alpha_min!r} >= {self.alpha_max!r}")
+        limit = self.integral_limit
+        need(limit is None or (is_finite_number(limit) and limit > 0), f"{p}integral_limit", "> 0 or null", limit)
+        need(self.on_nonfinite in _NONFINITE, f"{p}on_nonfinite", f"one of {_NONFINITE}", self.on_nonfinite)
         return self
 
     def build_controller(self) -> PIController:
@@ -106,7 +100,7 @@ class EntroPICConfig:
         return PIController(
             kp=self.kp,
             ki=self.ki,
-            target=self.target,
+            target=self.target if is_finite_number(self.target) else self.params().schedule(),
             output_limits=(self.alpha_min, self.alpha_max),
             anti_windup=self.anti_windup,
             integral_limit=self.integral_limit,

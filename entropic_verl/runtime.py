@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any
 
 from pic.controller import PIController
+from pic.io import atomic_write_text
 
 from .config import PREFIX, EntroPICConfig
 
@@ -49,21 +49,11 @@ class EntroPICRuntime:
         return {"format": _FORMAT, "controller": self.controller.state_dict(), "config": self.config.to_dict()}
 
     def save(self, directory: str) -> str:
-        """Write ``directory/entropic_state.json`` atomically (temp file in the same folder, then
-        ``os.replace``), so a crash leaves the old file or the new one, never half of one."""
+        """Write ``directory/entropic_state.json`` atomically and durably (`pic.io`), so a crash leaves
+        the old file or the new one, never half of one."""
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, STATE_FILE)
-        fd, tmp = tempfile.mkstemp(prefix=f".{STATE_FILE}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.state(), f, indent=1, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write_text(path, json.dumps(self.state(), indent=1, sort_keys=True) + "\n")
         return path
 
     def load(self, directory: str) -> bool:

@@ -18,7 +18,8 @@ The methods (``[[compare.methods]]`` in TOML, or the default set `DEFAULT_METHOD
 name a lever of `pic.levers`; closed-loop levers without a ``target`` parameter get the
 reference target (``compare.target``, default ``control.target``). ``entropic`` and
 ``entropic_p`` take their gains from ``[control]``; ``entropic_pi_{id,did,od}`` track the
-seed-002 schedule shapes (`pic.setpoint.seed002_setpoints`) around the reference target.
+rise-then-fall, fall-rise-fall and oscillating-decay setpoints (`pic.setpoint.shaped_setpoints`)
+around the reference target.
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ import numpy as np
 
 from pic.io import atomic_write_json
 from pic.levers import LEVERS, lever_parameters
-from pic.levers.report import MethodResult, write_report
-from pic.setpoint import seed002_setpoints
+from pic.levers.report import MethodResult
+from pic.setpoint import SHAPED_ENTROPIC_METHODS, shaped_setpoints
 from pic.validation import need
+from sim.figures import write_report
 
 from .config import ENTROPIC_LEVERS, ConfigError, LeverConfig, RLConfig, build_config, config_to_dict, toml_flag
 from .metrics import read_metrics
@@ -60,7 +62,7 @@ DEFAULT_METHODS = (
 )
 """The default set: one method of each family (11 runs per seed; configs/compare_tiny.toml runs them at 100 steps)."""
 
-SCHEDULED = {f"entropic_pi_{k}": k for k in ("id", "did", "od")}
+SCHEDULED = SHAPED_ENTROPIC_METHODS
 
 
 @dataclasses.dataclass
@@ -153,7 +155,7 @@ class CompareConfig(RLConfig):
         overrides = []
         if entry.lever in ENTROPIC_LEVERS:
             if entry.label in SCHEDULED:
-                spec = seed002_setpoints(h_star, self.train.steps)[SCHEDULED[entry.label]]
+                spec = shaped_setpoints(h_star, self.train.steps)[SCHEDULED[entry.label]]
                 tree["control"]["target"] = spec
         elif "target" in lever_parameters(entry.lever) and "target" not in params:
             params["target"] = h_star

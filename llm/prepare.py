@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pic.io import atomic_write_json
+
 from .config import SFTConfig, load_config
 from .data import write_jsonl
 from .model import build_tiny
@@ -61,7 +63,5 @@ def prepare_base(out: str | Path, spec: dict[str, Any], *, seed: int = 0) -> dic
         "sft": summary,
         "seconds": {"setup_s": setup_s, "sft_s": time.perf_counter() - t},
     }
-    tmp = done.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(done)
+    atomic_write_json(done, result)
     return result

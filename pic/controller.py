@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .params import ANTI_WINDUP_MODES
+from .validation import need
 
 __all__ = ["ANTI_WINDUP_MODES", "PIController", "pi_step"]
 
@@ -71,7 +72,7 @@ def pi_step(
         correction = np.where(ki_arr > 0, tracking_gain * (alpha - u) / safe_ki, 0.0)
         nxt = integral + error + correction
     else:  # validated by the class; kept for direct callers
-        raise ValueError(f"anti_windup must be one of {ANTI_WINDUP_MODES}, got {anti_windup!r}")
+        need(False, "anti_windup", f"one of {ANTI_WINDUP_MODES}", anti_windup)
     if integral_limit is not None:
         nxt = np.clip(nxt, -integral_limit, integral_limit)
     return alpha, nxt
@@ -79,8 +80,7 @@ def pi_step(
 
 def _as_gain(name: str, value: Any) -> np.ndarray:
     arr = np.asarray(value, dtype=float)
-    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError(f"{name} must be finite and >= 0 (elementwise), got {value!r}")
+    need(bool(np.all(np.isfinite(arr)) and not np.any(arr < 0)), name, "finite and >= 0 (elementwise)", value)
     return arr
 
 
@@ -140,27 +140,21 @@ class PIController:
             self.target = target
         else:
             t = float(target)
-            if not math.isfinite(t) or t < 0:
-                raise ValueError(f"target must be a finite entropy >= 0 nats, got {target!r}")
+            need(math.isfinite(t) and t >= 0, "target", "a finite entropy >= 0 nats", target)
             self.target = t
         if output_limits is None:
             self.output_limits = (-math.inf, math.inf)
         else:
             lo, hi = (float(v) for v in output_limits)
-            if math.isnan(lo) or math.isnan(hi) or not lo < hi:
-                raise ValueError(f"output_limits must be (lo, hi) with lo < hi, got {output_limits!r}")
+            need(lo < hi, "output_limits", "(lo, hi) with lo < hi", output_limits)  # False for NaN too
             self.output_limits = (lo, hi)
-        if anti_windup not in ANTI_WINDUP_MODES:
-            raise ValueError(f"anti_windup must be one of {ANTI_WINDUP_MODES}, got {anti_windup!r}")
+        need(anti_windup in ANTI_WINDUP_MODES, "anti_windup", f"one of {ANTI_WINDUP_MODES}", anti_windup)
         self.anti_windup = anti_windup
-        if integral_limit is not None and not (integral_limit > 0):
-            raise ValueError(f"integral_limit must be > 0 or None, got {integral_limit!r}")
+        need(integral_limit is None or integral_limit > 0, "integral_limit", "> 0 or None", integral_limit)
         self.integral_limit = None if integral_limit is None else float(integral_limit)
-        if not 0 < tracking_gain <= 1:
-            raise ValueError(f"tracking_gain must be in (0, 1], got {tracking_gain!r}")
+        need(0 < tracking_gain <= 1, "tracking_gain", "in (0, 1]", tracking_gain)
         self.tracking_gain = float(tracking_gain)
-        if on_nonfinite not in _NONFINITE_MODES:
-            raise ValueError(f"on_nonfinite must be one of {_NONFINITE_MODES}, got {on_nonfinite!r}")
+        need(on_nonfinite in _NONFINITE_MODES, "on_nonfinite", f"one of {_NONFINITE_MODES}", on_nonfinite)
         self.on_nonfinite = on_nonfinite
         self.reset()
 
@@ -210,7 +204,7 @@ class PIController:
         finite = np.isfinite(h)
         if not np.all(finite):
             if self.on_nonfinite == "raise":
-                raise ValueError(f"measured entropy must be finite, got {measured!r}")
+                need(False, "measured entropy", "finite", measured)
             if not np.any(finite):
                 return self.alpha
         error = h - self.target_at()
@@ -263,8 +257,7 @@ class PIController:
                     ) from None
             arrays[key] = arr
         step = int(state["step"])
-        if step < 0:
-            raise ValueError(f"controller state 'step' must be >= 0, got {step}")
+        need(step >= 0, "controller state 'step'", ">= 0", step)
         self._integral, self._alpha, self._error = arrays["integral"], arrays["alpha"], arrays["error"]
         self.step = step
 

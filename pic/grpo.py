@@ -13,6 +13,7 @@ rewards are all equal gets A = 0: no learning signal and nothing for the actuato
 from __future__ import annotations
 
 from ._array import namespace
+from .validation import need
 
 __all__ = ["group_advantages"]
 
@@ -23,8 +24,7 @@ def group_advantages(rewards, *, eps: float = 1e-6, scale_by_std: bool = True, u
     Works on numpy arrays and torch tensors. G must be >= 2 when ``unbiased``.
     """
     g = rewards.shape[-1]
-    if g < 2 and (scale_by_std and unbiased):
-        raise ValueError(f"group size must be >= 2 for the unbiased std, got {g}")
+    need(g >= 2 or not (scale_by_std and unbiased), "group size", ">= 2 for the unbiased std", g)
     centred = rewards - rewards.mean(axis=-1, keepdims=True)
     if not scale_by_std:
         return centred

@@ -49,28 +49,19 @@ class EntroPICParams:
     tracking_gain: float = 1.0
     """kt of back-calculation anti-windup, in (0, 1]; ignored by the other modes."""
 
-    def check(self, prefix: str = "") -> EntroPICParams:
-        """Validate every field; errors name ``<prefix><field>`` (e.g. ``control.tau``). Returns self."""
-        p = prefix
-        need(is_finite_number(self.kp) and self.kp >= 0, f"{p}kp", "a finite number >= 0", self.kp)
-        need(is_finite_number(self.ki) and self.ki >= 0, f"{p}ki", "a finite number >= 0", self.ki)
-        need(is_finite_number(self.tau) and 0 < self.tau < 1, f"{p}tau", "in (0, 1)", self.tau)
-        need(self.normalization in NORMALIZATIONS, f"{p}normalization", f"one of {NORMALIZATIONS}", self.normalization)
-        need(is_finite_number(self.alpha_limit) and self.alpha_limit > 0, f"{p}alpha_limit", "> 0", self.alpha_limit)
-        need(self.anti_windup in ANTI_WINDUP_MODES, f"{p}anti_windup", f"one of {ANTI_WINDUP_MODES}", self.anti_windup)
-        need(
-            is_finite_number(self.integral_limit) and self.integral_limit >= 0,
-            f"{p}integral_limit",
-            ">= 0 (0 = none)",
-            self.integral_limit,
-        )
-        need(
-            is_finite_number(self.tracking_gain) and 0 < self.tracking_gain <= 1,
-            f"{p}tracking_gain",
-            "in (0, 1]",
-            self.tracking_gain,
-        )
-        self.schedule(prefix)
+    def check(self, prefix: str = "", fields: tuple[str, ...] | None = None) -> EntroPICParams:
+        """Validate every field (or only ``fields``); errors name ``<prefix><field>`` (e.g. ``control.tau``).
+
+        Returns self. A plug-in that exposes only some of the fields checks just those.
+        """
+        names = tuple(f.name for f in dataclasses.fields(self)) if fields is None else fields
+        for name in sorted(names, key=lambda n: n == "target"):  # the target (a schedule) last
+            if name == "target":
+                self.schedule(prefix)
+                continue
+            ok, rule = _RULES[name]
+            value = getattr(self, name)
+            need(ok(value), f"{prefix}{name}", rule, value)
         return self
 
     def schedule(self, prefix: str = ""):
@@ -102,3 +93,26 @@ class EntroPICParams:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _number_in(lo: float, hi: float, *, low_open: bool = False, high_open: bool = False):
+    def ok(x: Any) -> bool:
+        if not is_finite_number(x):
+            return False
+        return (lo < x if low_open else lo <= x) and (x < hi if high_open else x <= hi)
+
+    return ok
+
+
+_INF = float("inf")
+_RULES: dict[str, tuple[Any, str]] = {
+    "kp": (_number_in(0.0, _INF), "a finite number >= 0"),
+    "ki": (_number_in(0.0, _INF), "a finite number >= 0"),
+    "tau": (_number_in(0.0, 1.0, low_open=True, high_open=True), "in (0, 1)"),
+    "normalization": (lambda x: x in NORMALIZATIONS, f"one of {NORMALIZATIONS}"),
+    "alpha_limit": (_number_in(0.0, _INF, low_open=True), "> 0"),
+    "anti_windup": (lambda x: x in ANTI_WINDUP_MODES, f"one of {ANTI_WINDUP_MODES}"),
+    "integral_limit": (_number_in(0.0, _INF), ">= 0 (0 = none)"),
+    "tracking_gain": (_number_in(0.0, 1.0, low_open=True), "in (0, 1]"),
+}
+"""Field → (accepts(value), the rule as the error states it). ``target`` is checked by `EntroPICParams.schedule`."""

@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from .controller import PIController
+from .validation import need
 
 __all__ = ["LinearPlant", "LoopHistory", "Plant", "run_loop"]
 
@@ -34,10 +35,8 @@ class LinearPlant:
 
     def __init__(self, k, b=0.0, h0=1.0, h_max: float = np.inf) -> None:
         k, b, h0 = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (k, b, h0)))
-        if np.any(k <= 0):
-            raise ValueError(f"k must be > 0 (actuator gain, nats per unit alpha), got {k!r}")
-        if np.any(h0 < 0):
-            raise ValueError(f"h0 must be >= 0 nats, got {h0!r}")
+        need(not np.any(k <= 0), "k", "> 0 (actuator gain, nats per unit alpha)", k)
+        need(not np.any(h0 < 0), "h0", ">= 0 nats", h0)
         self.k, self.b, self.h_max = k, b, h_max
         self._h = h0.astype(float).copy()
 

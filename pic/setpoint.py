@@ -24,8 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from .validation import need
+
 __all__ = [
     "SCHEDULES",
+    "SETPOINT_SHAPES",
+    "SHAPED_ENTROPIC_METHODS",
     "Constant",
     "Cosine",
     "DecreaseIncreaseDecrease",
@@ -36,18 +40,16 @@ __all__ = [
     "Schedule",
     "Step",
     "schedule_from_dict",
-    "seed002_setpoints",
+    "shaped_setpoints",
 ]
 
 
-def _check_entropy(name: str, value: float) -> None:
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite entropy >= 0 nats, got {value!r}")
+def _entropy(name: str, value: float) -> None:
+    need(math.isfinite(value) and value >= 0, name, "a finite entropy >= 0 nats", value)
 
 
-def _check_steps(name: str, value: int) -> None:
-    if int(value) != value or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+def _steps(name: str, value: int) -> None:
+    need(int(value) == value and value >= 1, name, "an integer >= 1", value)
 
 
 def _progress(step, total: int):
@@ -82,7 +84,7 @@ class Constant(Schedule):
     kind = "constant"
 
     def __post_init__(self):
-        _check_entropy("value", self.value)
+        _entropy("value", self.value)
 
     def _value(self, step):
         return np.full(step.shape, float(self.value))
@@ -98,9 +100,9 @@ class Linear(Schedule):
     kind = "linear"
 
     def __post_init__(self):
-        _check_entropy("start", self.start)
-        _check_entropy("end", self.end)
-        _check_steps("steps", self.steps)
+        _entropy("start", self.start)
+        _entropy("end", self.end)
+        _steps("steps", self.steps)
 
     def _value(self, step):
         return self.start + (self.end - self.start) * _progress(step, self.steps)
@@ -116,9 +118,9 @@ class Cosine(Schedule):
     kind = "cosine"
 
     def __post_init__(self):
-        _check_entropy("start", self.start)
-        _check_entropy("end", self.end)
-        _check_steps("steps", self.steps)
+        _entropy("start", self.start)
+        _entropy("end", self.end)
+        _steps("steps", self.steps)
 
     def _value(self, step):
         p = _progress(step, self.steps)
@@ -134,13 +136,12 @@ class PiecewiseLinear(Schedule):
 
     def __post_init__(self):
         pts = tuple((float(s), float(v)) for s, v in self.points)
-        if not pts:
-            raise ValueError("points must hold at least one (step, value) pair")
+        need(len(pts) > 0, "points", "at least one (step, value) pair", self.points)
         steps = [s for s, _ in pts]
-        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
-            raise ValueError(f"points must have strictly increasing steps, got {steps}")
+        increasing = all(b > a for a, b in zip(steps, steps[1:], strict=False))
+        need(increasing, "points", "at strictly increasing steps", steps)
         for _, v in pts:
-            _check_entropy("points value", v)
+            _entropy("points value", v)
         object.__setattr__(self, "points", pts)
 
     def _value(self, step):
@@ -163,12 +164,10 @@ class Step(Schedule):
     def __post_init__(self):
         b = tuple(int(x) for x in self.boundaries)
         v = tuple(float(x) for x in self.values)
-        if len(v) != len(b) + 1:
-            raise ValueError(f"values must have len(boundaries) + 1 = {len(b) + 1} entries, got {len(v)}")
-        if any(y <= x for x, y in zip(b, b[1:], strict=False)):
-            raise ValueError(f"boundaries must be strictly increasing, got {b}")
+        need(len(v) == len(b) + 1, "values", f"len(boundaries) + 1 = {len(b) + 1} entries", v)
+        need(all(y > x for x, y in zip(b, b[1:], strict=False)), "boundaries", "strictly increasing", b)
         for x in v:
-            _check_entropy("values entry", x)
+            _entropy("values entry", x)
         object.__setattr__(self, "boundaries", b)
         object.__setattr__(self, "values", v)
 
@@ -190,12 +189,10 @@ class IncreaseThenDecrease(Schedule):
 
     def __post_init__(self):
         for name in ("start", "peak", "end"):
-            _check_entropy(name, getattr(self, name))
-        _check_steps("total_steps", self.total_steps)
-        if not 0 < self.peak_fraction < 1:
-            raise ValueError(f"peak_fraction must be in (0, 1), got {self.peak_fraction!r}")
-        if self.peak < max(self.start, self.end):
-            raise ValueError(f"peak must be >= start and end, got peak={self.peak}")
+            _entropy(name, getattr(self, name))
+        _steps("total_steps", self.total_steps)
+        need(0 < self.peak_fraction < 1, "peak_fraction", "in (0, 1)", self.peak_fraction)
+        need(self.peak >= max(self.start, self.end), "peak", f">= start and end ({self.start}, {self.end})", self.peak)
 
     def _value(self, step):
         t = self.total_steps
@@ -216,11 +213,10 @@ class DecreaseIncreaseDecrease(Schedule):
 
     def __post_init__(self):
         for name in ("start", "trough", "peak", "end"):
-            _check_entropy(name, getattr(self, name))
-        _check_steps("total_steps", self.total_steps)
+            _entropy(name, getattr(self, name))
+        _steps("total_steps", self.total_steps)
         f = tuple(float(x) for x in self.fractions)
-        if len(f) != 2 or not 0 < f[0] < f[1] < 1:
-            raise ValueError(f"fractions must be (a, b) with 0 < a < b < 1, got {self.fractions!r}")
+        need(len(f) == 2 and 0 < f[0] < f[1] < 1, "fractions", "(a, b) with 0 < a < b < 1", self.fractions)
         object.__setattr__(self, "fractions", f)
         if not (self.trough <= min(self.start, self.peak) and self.peak >= self.end):
             raise ValueError(
@@ -250,11 +246,10 @@ class OscillatoryDecay(Schedule):
     kind = "oscillatory_decay"
 
     def __post_init__(self):
-        _check_entropy("start", self.start)
-        _check_steps("total_steps", self.total_steps)
-        _check_steps("period", self.period)
-        if not 0 <= self.floor_ratio < 1:
-            raise ValueError(f"floor_ratio must be in [0, 1), got {self.floor_ratio!r}")
+        _entropy("start", self.start)
+        _steps("total_steps", self.total_steps)
+        _steps("period", self.period)
+        need(0 <= self.floor_ratio < 1, "floor_ratio", "in [0, 1)", self.floor_ratio)
 
     def _value(self, step):
         floor = self.floor_ratio * self.start
@@ -277,26 +272,41 @@ SCHEDULES: dict[str, type[Schedule]] = {
 }
 
 
-def seed002_setpoints(target: float, steps: int) -> dict[str, dict[str, Any]]:
-    """The shapes of the flexible-entropy-control schedules (arXiv 2602.09782) around ``target``.
+SETPOINT_SHAPES = ("rise_then_fall", "fall_rise_fall", "oscillating_decay")
+"""The time-varying setpoint shapes of `shaped_setpoints`."""
 
-    Tables for `schedule_from_dict` over ``steps``: ``id`` rises to 1.5·target at mid-run and
-    ends at target/2; ``did`` dips to target/2 at a third, rises to 1.3·target at two thirds
-    and ends at target/2; ``od`` oscillates (period steps/4) under a ceiling decaying from
-    1.5·target to the floor target/2. They turn those clip-bound strategies into setpoints an
-    entropy controller can track.
+SHAPED_ENTROPIC_METHODS: dict[str, str] = {
+    "entropic_pi_id": "rise_then_fall",
+    "entropic_pi_did": "fall_rise_fall",
+    "entropic_pi_od": "oscillating_decay",
+}
+"""Comparison method label → the setpoint shape its EntroPIC PI controller tracks. The labels keep the
+flexible-entropy-control names (ID = increase-then-decrease, DID = decrease-increase-decrease,
+OD = oscillatory decay) because configs use them."""
+
+
+def shaped_setpoints(target: float, steps: int) -> dict[str, dict[str, Any]]:
+    """Three time-varying setpoints around ``target`` (nats), as `schedule_from_dict` tables over ``steps``.
+
+    - ``rise_then_fall``: from target up to 1.5·target at mid-run, down to target/2 at the end;
+    - ``fall_rise_fall``: down to target/2 at a third, up to 1.3·target at two thirds, down to target/2;
+    - ``oscillating_decay``: oscillates (period steps/4) under a ceiling decaying from 1.5·target
+      to the floor target/2.
+
+    They are the shapes of the flexible-entropy-control clip-bound schedules (arXiv 2602.09782),
+    turned into setpoints an entropy controller can track.
     """
-    _check_entropy("target", target)
-    _check_steps("steps", steps)
+    _entropy("target", target)
+    _steps("steps", steps)
     return {
-        "id": {
+        "rise_then_fall": {
             "kind": "increase_then_decrease",
             "start": target,
             "peak": 1.5 * target,
             "end": 0.5 * target,
             "total_steps": steps,
         },
-        "did": {
+        "fall_rise_fall": {
             "kind": "decrease_increase_decrease",
             "start": target,
             "trough": 0.5 * target,
@@ -304,7 +314,7 @@ def seed002_setpoints(target: float, steps: int) -> dict[str, dict[str, Any]]:
             "end": 0.5 * target,
             "total_steps": steps,
         },
-        "od": {
+        "oscillating_decay": {
             "kind": "oscillatory_decay",
             "start": 1.5 * target,
             "total_steps": steps,

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import brentq
 
+from .validation import need
+
 __all__ = ["gain_margin", "gains_for_settling", "place_poles"]
 
 
@@ -24,8 +26,7 @@ def place_poles(k: float, p1: complex, p2: complex | None = None) -> tuple[float
     Raises ValueError if the poles are not a conjugate or real pair inside the unit disc,
     or if the resulting gains violate kp > ki ≥ 0.
     """
-    if not k > 0:
-        raise ValueError(f"k must be > 0, got {k!r}")
+    need(k > 0, "k", "> 0", k)
     p2 = p1 if p2 is None else p2
     p1c, p2c = complex(p1), complex(p2)
     if abs(p1c.imag + p2c.imag) > 1e-12 or (p1c.imag != 0 and abs(p1c - p2c.conjugate()) > 1e-12):
@@ -41,10 +42,8 @@ def place_poles(k: float, p1: complex, p2: complex | None = None) -> tuple[float
 
 def gains_for_settling(k: float, steps: int, tol: float = 0.02) -> tuple[float, float]:
     """PI gains with a critically damped double pole that settles to ``tol`` in ``steps``."""
-    if steps < 2:
-        raise ValueError(f"steps must be >= 2, got {steps!r}")
-    if not 0 < tol < 1:
-        raise ValueError(f"tol must be in (0, 1), got {tol!r}")
+    need(steps >= 2, "steps", ">= 2", steps)
+    need(0 < tol < 1, "tol", "in (0, 1)", tol)
 
     def envelope(rho: float) -> float:
         # e_t = ρ^t − t(1 − ρ)ρ^(t−1) for e_0 = 1, S_0 = 0; bound |e_t| by the sum of both terms

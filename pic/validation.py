@@ -26,7 +26,7 @@ def need(ok: bool, field: str, rule: str, value: Any) -> None:
 
 def is_finite_number(x: Any) -> bool:
     """True for a real, finite int or float (bools and strings are not numbers here)."""
-    if isinstance(x, bool):
+    if isinstance(x, bool | str | bytes):
         return False
     try:
         return math.isfinite(float(x))

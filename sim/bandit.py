@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import brentq
 
+from pic.validation import need
+
 __all__ = ["Bandit", "entropy_of_logits", "logits_with_entropy", "standard_problem"]
 
 
@@ -25,10 +27,8 @@ class Bandit:
 
     def __post_init__(self):
         p = np.asarray(self.success, dtype=float)
-        if p.ndim != 2 or p.shape[1] < 2:
-            raise ValueError(f"success must have shape (contexts, arms >= 2), got {p.shape}")
-        if np.any((p < 0) | (p > 1)) or not np.all(np.isfinite(p)):
-            raise ValueError("success probabilities must lie in [0, 1]")
+        need(p.ndim == 2 and p.shape[1] >= 2, "success", "of shape (contexts, arms >= 2)", p.shape)
+        need(bool(np.all((p >= 0) & (p <= 1))), "success probabilities", "in [0, 1]", p)
         object.__setattr__(self, "success", p)
 
     @property
@@ -70,8 +70,7 @@ def logits_with_entropy(bandit: Bandit, entropy: float, rng: np.random.Generator
     find it.
     """
     hmax = np.log(bandit.arms)
-    if not 0 < entropy < hmax:
-        raise ValueError(f"entropy must be in (0, log K = {hmax:.4g}) nats, got {entropy!r}")
+    need(0 < entropy < hmax, "entropy", f"in (0, log K = {hmax:.4g}) nats", entropy)
     z0 = rng.standard_normal((bandit.contexts, bandit.arms))
     # a clear winner per context keeps low entropies reachable by scaling
     z0[np.arange(bandit.contexts), z0.argmax(axis=1)] += 1.0

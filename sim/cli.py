@@ -130,8 +130,7 @@ def cmd_stability(args) -> int:
 
 def cmd_methods(args, out: Path) -> None:
     """Every entropy-control method on one bandit and seeds: ``out/methods/report.{png,md,json}``."""
-    from pic.levers.report import write_report
-
+    from .figures import write_report
     from .methods import DEFAULT_METHODS, default_methods, methods_problem, run_methods
 
     names = DEFAULT_METHODS if args.methods == "default" else tuple(m.strip() for m in args.methods.split(",") if m)

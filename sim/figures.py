@@ -1,9 +1,10 @@
-"""Figures for sweeps, closed-loop comparisons, reachable bands and windup (matplotlib, Agg)."""
+"""Figures for sweeps, closed-loop comparisons, reachable bands, windup and method reports (matplotlib, Agg)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -12,12 +13,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from pic import LoopHistory
+from pic.levers import report
+from pic.levers.report import MethodResult, moving_average
 
 from .compare import ControllerRun
 from .identify import PlantMap
 from .sweep import SweepResult
 
-__all__ = ["plot_band", "plot_compare", "plot_linear", "plot_sweep", "plot_windup"]
+__all__ = ["plot_band", "plot_compare", "plot_linear", "plot_methods", "plot_sweep", "plot_windup", "write_report"]
 
 COLORS = {"GRPO": "tab:red", "P": "tab:orange", "PI": "tab:blue"}
 
@@ -169,6 +172,60 @@ def plot_linear(histories: Mapping[str, LoopHistory], path: str | Path, title: s
     axes[1].set_xlabel("step")
     axes[0].set_title(title)
     return _save(fig, path)
+
+
+def plot_methods(results: list[MethodResult], path: str | Path, *, reference_target, window: int, title: str) -> Path:
+    """Entropy (with targets), α or coefficient, reward and clip fraction vs step, shared axes."""
+    fig, axes = plt.subplots(4, 1, figsize=(11, 13), sharex=True)
+    colors = plt.get_cmap("tab20")(np.linspace(0, 1, 20))
+    steps = None
+    for i, r in enumerate(results):
+        color = colors[(2 * i) % 20 if i < 10 else (2 * (i - 10) + 1) % 20]
+        steps = np.arange(1, r.entropy.shape[0] + 1)
+        for ax, data in ((axes[0], r.entropy), (axes[2], r.reward), (axes[3], r.clip_frac)):
+            smooth = moving_average(data, window)
+            ax.plot(steps, smooth.mean(1), color=color, lw=1.6, label=r.name)
+            if smooth.shape[1] > 1:
+                ax.fill_between(steps, smooth.min(1), smooth.max(1), color=color, alpha=0.12, lw=0)
+        if r.target is not None:
+            axes[0].plot(steps, r.target, color=color, lw=1.0, ls="--")
+        if r.coef is not None:
+            axes[1].plot(steps, np.nanmean(r.coef, axis=1), color=color, lw=1.4, label=f"{r.name} ({r.coef_label})")
+    if steps is not None:
+        axes[0].plot(
+            steps, np.broadcast_to(reference_target, steps.shape), color="k", lw=1.0, ls=":", label="reference target"
+        )
+    top = max(
+        [2.5 * float(np.max(reference_target))]
+        + [1.2 * float(np.max(r.target)) for r in results if r.target is not None]
+    )
+    axes[0].set_ylim(0.0, top)
+    axes[0].set_ylabel("entropy (nats)")
+    axes[1].set_ylabel("α  /  coefficient")
+    axes[1].set_yscale("symlog", linthresh=1e-3)
+    axes[2].set_ylabel("reward")
+    axes[3].set_ylabel("clip fraction")
+    axes[3].set_xlabel("RL step")
+    axes[0].set_title(title)
+    axes[0].legend(fontsize=7, ncol=3, loc="upper right")
+    axes[1].legend(fontsize=6, ncol=2, loc="best")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def write_report(
+    results: list[MethodResult], out: str | Path, *, reference_target: float, title: str, **table: Any
+) -> list[dict[str, Any]]:
+    """`pic.levers.report.write_report` (``report.md``, ``report.json``) plus the figure ``report.png``.
+
+    ``table`` is passed on (``extra_columns``, ``tolerance``, ``notes``); returns the table rows.
+    """
+    rows = report.write_report(results, out, reference_target=reference_target, title=title, **table)
+    window = report.report_window(results)
+    plot_methods(results, Path(out) / "report.png", reference_target=reference_target, window=window, title=title)
+    return rows
 
 
 def _save(fig, path: str | Path) -> Path:

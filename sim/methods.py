@@ -7,8 +7,9 @@ runs all seeds as one vectorised batch of loops (`sim.levers.run_lever`); seed k
 problem and, at step 0, the same samples under every method.
 
 Closed-loop methods are given the same reference target H* (EntroPIC, the adaptive
-coefficients, SAC); the EntroPIC variants ``entropic_pi_{id,did,od}`` track the shapes of the
-flexible-entropy-control schedules (seed 002) as time-varying setpoints around H*.
+coefficients, SAC); the EntroPIC variants ``entropic_pi_id`` (rise-then-fall), ``entropic_pi_did``
+(fall-rise-fall) and ``entropic_pi_od`` (oscillating decay) track time-varying setpoints around H*
+(`pic.setpoint.shaped_setpoints`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from pic.levers import make_lever
+from pic.levers import LEVERS, EntroPIC, compared_levers, lever_parameters, make_lever
 from pic.levers.report import MethodResult
-from pic.setpoint import seed002_setpoints
+from pic.setpoint import SHAPED_ENTROPIC_METHODS, shaped_setpoints
 
 from .bandit import Bandit, logits_with_entropy
 from .levers import run_lever
@@ -38,45 +39,36 @@ class MethodSpec:
     params: dict[str, Any]
 
 
-DEFAULT_METHODS = (
-    "grpo",
-    "entropy_bonus",
-    "kl_penalty",
-    "adaptive_entropy_skywork",
-    "adaptive_entropy_trl",
-    "sac_temperature",
-    "clip_higher",
-    "ce_gppo",
-    "flexec_id",
-    "flexec_did",
-    "flexec_od",
-    "clip_cov",
-    "kl_cov",
-    "entropic_p",
-    "entropic",
-    "entropic_pi_id",
-    "entropic_pi_did",
-    "entropic_pi_od",
-)
+DEFAULT_METHODS: tuple[str, ...] = (*compared_levers(), *SHAPED_ENTROPIC_METHODS)
+"""Every registered lever of the default comparison set, then the EntroPIC PI tracking shaped setpoints."""
+
+
+def _lever_params(name: str, target: float, gains: dict[str, Any]) -> dict[str, Any]:
+    """Parameters of registered lever ``name``: closed-loop levers (those with a ``target`` parameter) get
+    the shared target, EntroPIC levers the given gains (P control, whose preset fixes ki, keeps only kp)."""
+    if name not in LEVERS:
+        return {}  # make_lever names the unknown lever
+    cls, preset = LEVERS[name]
+    params: dict[str, Any] = {}
+    if issubclass(cls, EntroPIC):
+        params = {"kp": gains["kp"]} if "ki" in preset else dict(gains)
+    if "target" in lever_parameters(name):
+        params["target"] = target
+    return params
 
 
 def default_methods(
     target: float, steps: int, *, kp: float, ki: float, names: tuple[str, ...] = DEFAULT_METHODS
 ) -> list[MethodSpec]:
     """Specs of ``names`` with the authors' defaults, the shared target and the given EntroPIC gains."""
-    setpoints = seed002_setpoints(target, steps)
-    pic = {"kp": kp, "ki": ki, "anti_windup": "clamp"}
-    table = {
-        "adaptive_entropy_skywork": ("adaptive_entropy_skywork", {"target": target}),
-        "adaptive_entropy_trl": ("adaptive_entropy_trl", {"target": target}),
-        "sac_temperature": ("sac_temperature", {"target": target}),
-        "entropic_p": ("entropic_p", {"kp": kp, "target": target}),
-        "entropic": ("entropic", {**pic, "target": target}),
-        **{f"entropic_pi_{k}": ("entropic", {**pic, "target": v}) for k, v in setpoints.items()},
-    }
+    setpoints = shaped_setpoints(target, steps)
+    gains = {"kp": kp, "ki": ki, "anti_windup": "clamp"}
     specs = []
     for name in names:
-        lever, params = table.get(name, (name, {}))
+        if name in SHAPED_ENTROPIC_METHODS:
+            lever, params = "entropic", {**gains, "target": setpoints[SHAPED_ENTROPIC_METHODS[name]]}
+        else:
+            lever, params = name, _lever_params(name, target, gains)
         specs.append(MethodSpec(name, lever, params))
     return specs
 

@@ -17,7 +17,9 @@ and c ≡ 1, so the weight is exactly w = 1 ± α.
 Two modes:
 
 - ``"sampled"``: G arms per context are drawn from π_old, rewards are Bernoulli(p), and
-  advantages are group-normalised (`pic.grpo.group_advantages`).
+  advantages are group-normalised (`pic.grpo.group_advantages`). `lever_rollout` is the one
+  sampled rollout, for any `pic.levers` lever; `sampled_rollout` runs it with the EntroPIC
+  actuator at a given α (`FixedAlphaActuator`, whose coefficient is `pic.actuator.entropic_coefficient`).
 - ``"exact"``: the expectation of the sampled update over arms, rewards and the other
   G − 1 group members. With j ~ Binomial(G − 1, μ) successes among the others
   (μ = Σ_b π_old,b p_b), the expected advantage of a success is P₁(μ) = E_j[A(1, j)] ≥ 0
@@ -45,20 +47,31 @@ from typing import Any
 import numpy as np
 
 from pic._array import namespace
-from pic.actuator import NORMALIZATIONS, entropic_weights
+from pic.actuator import (
+    NORMALIZATIONS,
+    entropic_coefficient,
+    entropic_weights,
+    high_prob_mask,
+    normalization_scale,
+)
 from pic.grpo import group_advantages
+from pic.levers import Lever, LossModifiers, PolicyDefaults, StepStats, TokenBatch, token_loss_grad
+from pic.levers.loss import clip_mask, resolve
+from pic.validation import need
 
 from .bandit import Bandit
 
 __all__ = [
     "BanditPlant",
     "BernsteinMoments",
+    "FixedAlphaActuator",
     "PlantConfig",
     "TabulatedMoments",
     "advantage_table",
     "bernstein",
     "exact_rollout",
     "expected_logit_step",
+    "lever_rollout",
     "sampled_rollout",
 ]
 
@@ -95,33 +108,25 @@ class PlantConfig:
     """ε in A = (r − mean)/(std + ε)."""
 
     def __post_init__(self):
-        def bad(field: str, rule: str) -> None:
-            raise ValueError(f"PlantConfig.{field} must be {rule}, got {getattr(self, field)!r}")
+        def check(ok: bool, field: str, rule: str) -> None:
+            need(ok, f"PlantConfig.{field}", rule, getattr(self, field))
 
-        if not (isinstance(self.group_size, int) and self.group_size >= 2):
-            bad("group_size", "an integer >= 2")
-        if not self.lr > 0:
-            bad("lr", "> 0")
-        if self.mode not in MODES:
-            bad("mode", f"one of {MODES}")
-        if not (isinstance(self.epochs, int) and self.epochs >= 1):
-            bad("epochs", "an integer >= 1")
-        if not (isinstance(self.minibatches, int) and self.minibatches >= 1):
-            bad("minibatches", "an integer >= 1")
-        if self.mode == "sampled" and self.group_size % self.minibatches:
-            bad("minibatches", f"a divisor of group_size={self.group_size} in sampled mode")
-        if not 0 <= self.eps_low < 1:
-            bad("eps_low", "in [0, 1)")
-        if not self.eps_high >= 0:
-            bad("eps_high", ">= 0")
-        if self.dual_clip is not None and not self.dual_clip > 1:
-            bad("dual_clip", "> 1 or None")
-        if not 0 < self.tau < 1:
-            bad("tau", "in (0, 1)")
-        if self.normalization not in NORMALIZATIONS:
-            bad("normalization", f"one of {NORMALIZATIONS}")
-        if not self.adv_eps >= 0:
-            bad("adv_eps", ">= 0")
+        check(isinstance(self.group_size, int) and self.group_size >= 2, "group_size", "an integer >= 2")
+        check(self.lr > 0, "lr", "> 0")
+        check(self.mode in MODES, "mode", f"one of {MODES}")
+        check(isinstance(self.epochs, int) and self.epochs >= 1, "epochs", "an integer >= 1")
+        check(isinstance(self.minibatches, int) and self.minibatches >= 1, "minibatches", "an integer >= 1")
+        check(
+            self.mode != "sampled" or self.group_size % self.minibatches == 0,
+            "minibatches",
+            f"a divisor of group_size={self.group_size} in sampled mode",
+        )
+        check(0 <= self.eps_low < 1, "eps_low", "in [0, 1)")
+        check(self.eps_high >= 0, "eps_high", ">= 0")
+        check(self.dual_clip is None or self.dual_clip > 1, "dual_clip", "> 1 or None")
+        check(0 < self.tau < 1, "tau", "in (0, 1)")
+        check(self.normalization in NORMALIZATIONS, "normalization", f"one of {NORMALIZATIONS}")
+        check(self.adv_eps >= 0, "adv_eps", ">= 0")
 
     @property
     def updates_per_rollout(self) -> int:
@@ -209,12 +214,13 @@ def _normalise(z, xp):
     return z - xp.log(s), e / s
 
 
-def _actuator_gain(alpha, pi_old, high_ref, cfg: PlantConfig):
-    """α, or α·N/N_h for the official normalisation (expected share of confident samples)."""
+def _actuator_scale(pi_old, high_ref, cfg: PlantConfig):
+    """N/D of the actuator: 1, or N/N_h for the official normalisation, with N_h/N the expected share
+    of confident samples (samples from π_old, confident under the current π), shape (B, 1, 1)."""
     if cfg.normalization == "all_tokens":
-        return alpha
+        return 1.0
     share = (pi_old * high_ref).sum(axis=-1, keepdims=True).mean(axis=-2, keepdims=True)
-    return alpha / (share + (share == 0))
+    return normalization_scale(cfg.normalization, 1.0, share)
 
 
 def exact_rollout(z, pi, alpha, p, moments, cfg: PlantConfig):
@@ -242,9 +248,9 @@ def expected_logit_step(pi, log_ratio, pi_old, pos, neg, alpha, cfg: PlantConfig
     ``neg`` = (1 − p)·N₀ (expected advantage mass of successes and failures of each arm,
     frozen at the rollout); ``alpha``: (B, 1, 1).
     """
-    gain = _actuator_gain(alpha, pi_old, (pi > cfg.tau) * 1.0, cfg)
-    w_pos = entropic_weights(pi, 1.0, gain, cfg.tau)  # 1 + α·1[π > τ]
-    w_neg = 2.0 - w_pos  # = entropic_weights(pi, -1.0, gain, tau) = 1 − α·1[π > τ]
+    scale = _actuator_scale(pi_old, (pi > cfg.tau) * 1.0, cfg)
+    w_pos = entropic_weights(pi, 1.0, alpha, cfg.tau, scale=scale)  # 1 + α·(N/D)·1[π > τ]
+    w_neg = 2.0 - w_pos  # = entropic_weights(pi, -1.0, alpha, tau, scale=scale) = 1 − α·(N/D)·1[π > τ]
     if cfg.on_policy:
         m = pos * w_pos + neg * w_neg  # ratio ≡ 1, nothing clipped
     else:
@@ -254,40 +260,123 @@ def expected_logit_step(pi, log_ratio, pi_old, pos, neg, alpha, cfg: PlantConfig
     return cfg.lr * pi * (m - m_bar)
 
 
-def sampled_rollout(z, pi, alpha, p, cfg: PlantConfig, rng: np.random.Generator):
-    """One Monte-Carlo rollout + M sampled updates (numpy); same arguments as `exact_rollout`."""
+def _policy_defaults(cfg: PlantConfig) -> PolicyDefaults:
+    return PolicyDefaults(cfg.eps_low, cfg.eps_high, cfg.dual_clip)
+
+
+def lever_rollout(
+    z: np.ndarray,
+    pi: np.ndarray,
+    lever: Lever,
+    p: np.ndarray,
+    cfg: PlantConfig,
+    rngs: list[np.random.Generator],
+    *,
+    step: int,
+    total_steps: int,
+    perm_rng: np.random.Generator | None = None,
+    z_ref: np.ndarray | None = None,
+    clip_frac: np.ndarray | float = np.nan,
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """One rollout and M lever-modified updates; returns (z', π', step info per loop).
+
+    z, pi: (B, S, K) log-probs and probs; ``rngs``: one generator per loop; ``perm_rng``: one
+    generator whose permutation of the group is shared by all loops (as `sim.plant.sampled_rollout`
+    does), or None to shuffle each loop with its own generator from ``rngs``; ``z_ref``: reference
+    log-probs for a KL lever. Info: entropy (of π_old), reward (sample mean), clip_frac of the updates, each (B,).
+    """
     b, s, k = z.shape
     g = cfg.group_size
-    pi_old = pi
-    # G arms per context by inverse-CDF sampling, then Bernoulli rewards
-    cdf = np.cumsum(pi_old, axis=-1)
-    u = rng.random((b, s, g)) * cdf[..., -1:]
+    cdf = np.cumsum(pi, axis=-1)
+    u = np.stack([r.random((s, g)) for r in rngs]) * cdf[..., -1:]
     arms = np.minimum((u[..., None] > cdf[:, :, None, :]).sum(-1), k - 1)  # (B, S, G)
     p_arm = np.take_along_axis(np.broadcast_to(p, z.shape), arms, axis=-1)
-    rewards = (rng.random((b, s, g)) < p_arm) * 1.0
+    rewards = (np.stack([r.random((s, g)) for r in rngs]) < p_arm) * 1.0
     adv = group_advantages(rewards, eps=cfg.adv_eps, scale_by_std=cfg.scale_by_std)
     logp_old = np.take_along_axis(z, arms, axis=-1)
+    entropy = -(pi * z).sum(axis=-1).mean(axis=-1)
+    lever.update(
+        StepStats(
+            step=step,
+            total_steps=total_steps,
+            entropy=entropy,
+            nll=-logp_old.mean(axis=(1, 2)),
+            reward_mean=rewards.mean(axis=(1, 2)),
+            clip_frac=clip_frac,
+        )
+    )
+    defaults = _policy_defaults(cfg)
     onehot = arms[..., None] == np.arange(k)  # (B, S, G, K)
     per_mb = g // cfg.minibatches
+    n_tok = s * per_mb
+    clipped, updates = np.zeros(b), 0
+    shufflers = rngs if perm_rng is None else [perm_rng]
     for _ in range(cfg.epochs):
-        order = rng.permutation(g)
+        orders = np.stack([r.permutation(g) for r in shufflers])  # (B or 1, G)
         for mb in range(cfg.minibatches):
-            idx = order[mb * per_mb : (mb + 1) * per_mb]
-            logp = np.take_along_axis(z, arms[..., idx], axis=-1)
-            prob = np.exp(logp)
-            ratio = np.exp(logp - logp_old[..., idx])
-            a = adv[..., idx]
-            c_pos, c_neg = _clip_masks(ratio, cfg)
-            clip = np.where(a > 0, c_pos, c_neg)
-            if cfg.normalization == "all_tokens":
-                gain = alpha
-            else:  # official: adjustment averaged over the confident samples of the mini-batch
-                n_high = (prob > cfg.tau).sum(axis=(-2, -1), keepdims=True)
-                gain = alpha * (s * per_mb) / np.maximum(n_high, 1)
-            w = entropic_weights(prob, a, gain, cfg.tau)
-            f = ratio * a * (clip + w - 1.0)  # (B, S, n)
-            push = (onehot[..., idx, :] * f[..., None]).sum(-2) - pi * f.sum(-1, keepdims=True)
-            z, pi = _normalise(z + cfg.lr * push / per_mb, np)
+            sel = orders[:, None, mb * per_mb : (mb + 1) * per_mb]  # (B or 1, 1, n): samples of this mini-batch
+            arms_mb = np.take_along_axis(arms, sel, axis=-1)  # (B, S, n)
+            old = np.take_along_axis(logp_old, sel, axis=-1).reshape(b, n_tok)
+            mask = np.ones((b, n_tok))
+            tok = TokenBatch(
+                logp=np.take_along_axis(z, arms_mb, axis=-1).reshape(b, n_tok),
+                old_logp=old,
+                adv=np.take_along_axis(adv, sel, axis=-1).reshape(b, n_tok),
+                mask=mask,
+                num_tokens=np.full((b, 1), float(n_tok)),
+                counts=lever.counts(old, mask),
+                ref_logp=None if z_ref is None else np.take_along_axis(z_ref, arms_mb, axis=-1).reshape(b, n_tok),
+            )
+            mods = lever.modify(tok)
+            f = -token_loss_grad(tok, mods, defaults).reshape(b, s, per_mb)
+            onehot_mb = np.take_along_axis(onehot, sel[..., None], axis=-2)  # (B, S, n, K)
+            push = (onehot_mb * f[..., None]).sum(-2) - pi * f.sum(-1, keepdims=True)
+            dz = cfg.lr * push / per_mb
+            coef = np.broadcast_to(np.asarray(mods.entropy_coef, dtype=float).reshape(-1, 1, 1), (b, 1, 1))
+            if np.any(coef):
+                h_ctx = -(pi * z).sum(axis=-1, keepdims=True)
+                dz = dz - cfg.lr * coef * pi * (z + h_ctx)
+            eff = resolve(mods, defaults)
+            ratio = np.exp(tok.logp - tok.old_logp)
+            clipped += clip_mask(ratio, tok.adv, eff["eps_low"], eff["eps_high"], eff["clip"], eff["dual_clip"]).mean(
+                -1
+            )
+            updates += 1
+            z, pi = _normalise(z + dz, np)
+    return z, pi, {"entropy": entropy, "reward": rewards.mean(axis=(1, 2)), "clip_frac": clipped / updates}
+
+
+class FixedAlphaActuator(Lever):
+    """The EntroPIC actuator at a given α, shape (B, 1, 1), with no controller: the plant's sampled update.
+
+    Its per-token coefficient is `pic.actuator.entropic_coefficient`; for ``"high_prob_tokens"``
+    N_h counts the mini-batch's samples that are confident under the *current* policy (as
+    `expected_logit_step` does in expectation).
+    """
+
+    name = "entropic_actuator"
+
+    def __init__(self, alpha: np.ndarray, cfg: PlantConfig) -> None:
+        super().__init__(loops=int(np.shape(alpha)[0]))
+        self.fixed = np.asarray(alpha, dtype=float).reshape(-1, 1)  # (B, 1): one α per loop
+        self.tau, self.normalization = cfg.tau, cfg.normalization
+
+    def modify(self, tok: TokenBatch) -> LossModifiers:
+        prob = np.exp(tok.logp)
+        n_high = (high_prob_mask(prob, self.tau) * tok.mask).sum(axis=-1, keepdims=True)
+        scale = normalization_scale(self.normalization, tok.num_tokens, n_high)
+        coef = entropic_coefficient(prob, tok.adv, self.fixed, tau=self.tau, mask=tok.mask, scale=scale)
+        return LossModifiers(ratio_coef=coef)
+
+
+def sampled_rollout(z, pi, alpha, p, cfg: PlantConfig, rng: np.random.Generator):
+    """One Monte-Carlo rollout + M sampled updates (numpy); same arguments as `exact_rollout`.
+
+    `lever_rollout` with the `FixedAlphaActuator`, every loop drawing from the one ``rng``.
+    """
+    actuator = FixedAlphaActuator(alpha, cfg)
+    loops = z.shape[0]
+    z, pi, _ = lever_rollout(z, pi, actuator, p, cfg, [rng] * loops, step=0, total_steps=1, perm_rng=rng)
     return z, pi, -(pi * z).sum(axis=-1).mean(axis=-1)
 
 
@@ -321,8 +410,7 @@ class BanditPlant:
         self.config = config or PlantConfig()
         if self.config.mode == "sampled" and rng is None:
             raise ValueError("rng (a numpy Generator) is required in sampled mode")
-        if backend not in ("numpy", "torch"):
-            raise ValueError(f"backend must be 'numpy' or 'torch', got {backend!r}")
+        need(backend in ("numpy", "torch"), "backend", "'numpy' or 'torch'", backend)
         if backend == "torch" and self.config.mode != "exact":
             raise ValueError("the torch backend runs exact mode only; use backend='numpy' for sampled")
         z = np.asarray(logits, dtype=float)

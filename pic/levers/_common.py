@@ -2,36 +2,23 @@
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import numpy as np
 
 from .._array import like
+from ..validation import need
 
 SIGNALS = ("entropy", "nll")
 
 
-def need(ok: bool, lever: str, field: str, rule: str, value: Any) -> None:
-    """Raise the one-line error ``<lever>.<field> must be <rule>, got <value>``."""
-    if not ok:
-        raise ValueError(f"{lever}.{field} must be {rule}, got {value!r}")
-
-
-def finite(x) -> bool:
-    return isinstance(x, int | float | np.floating | np.integer) and math.isfinite(float(x))
-
-
 def check_signal(lever: str, signal: str) -> None:
-    need(signal in SIGNALS, lever, "signal", f"one of {SIGNALS}", signal)
+    need(signal in SIGNALS, f"{lever}.signal", f"one of {SIGNALS}", signal)
 
 
 def measured(stats, signal: str):
     """The entropy estimate a lever is driven by: full-vocabulary H or the sampled-token NLL."""
     value = stats.entropy if signal == "entropy" else stats.nll
     arr = np.asarray(value, dtype=float)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"step statistic {signal!r} must be finite, got {value!r}")
+    need(bool(np.all(np.isfinite(arr))), f"step statistic {signal!r}", "finite", value)
     return arr
 
 

@@ -33,12 +33,15 @@ from typing import Any
 
 import numpy as np
 
-from ._common import check_signal, column, finite, measured, need, to_json
+from ..validation import is_finite_number, need
+from ._common import check_signal, column, measured, to_json
 from .base import Lever, LossModifiers, StepStats, TokenBatch
+from .registry import register_lever
 
 __all__ = ["SKYWORK", "TRL", "AdaptiveEntropy", "EntropyBonus", "KLPenalty", "SACTemperature"]
 
 
+@register_lever("entropy_bonus")
 class EntropyBonus(Lever):
     """Constant entropy bonus: loss −= coef·mean_t H_t (full vocabulary, with gradient)."""
 
@@ -47,7 +50,7 @@ class EntropyBonus(Lever):
 
     def __init__(self, coef: float = 0.001, *, loops: int = 1) -> None:
         super().__init__(loops)
-        need(finite(coef) and coef >= 0, self.name, "coef", "a finite number >= 0", coef)
+        need(is_finite_number(coef) and coef >= 0, f"{self.name}.coef", "a finite number >= 0", coef)
         self.coef = float(coef)
 
     def config(self) -> dict[str, Any]:
@@ -60,6 +63,7 @@ class EntropyBonus(Lever):
         return {"entropy_coef": self.coef}
 
 
+@register_lever("kl_penalty")
 class KLPenalty(Lever):
     """KL penalty to a frozen reference policy: loss += coef·mean_t k3 (verl low_var_kl)."""
 
@@ -68,7 +72,7 @@ class KLPenalty(Lever):
 
     def __init__(self, coef: float = 0.001, *, loops: int = 1) -> None:
         super().__init__(loops)
-        need(finite(coef) and coef > 0, self.name, "coef", "a finite number > 0", coef)
+        need(is_finite_number(coef) and coef > 0, f"{self.name}.coef", "a finite number > 0", coef)
         self.coef = float(coef)
 
     def config(self) -> dict[str, Any]:
@@ -81,6 +85,31 @@ class KLPenalty(Lever):
         return {"kl_coef": self.coef}
 
 
+SKYWORK = {
+    "target": 0.2,
+    "delta": 1e-4,
+    "coef_init": 0.0,
+    "coef_max": 0.005,
+    "strict": True,
+    "signal": "nll",
+    "gate_init": True,
+}
+"""Skywork-OR1's released-script settings (7B/32B): tgt 0.2, Δ 1e-4, c_max 0.005, c₀ 0, e = −mean log π_old."""
+
+TRL = {
+    "target": 0.2,
+    "delta": 0.005,
+    "coef_init": 0.0,
+    "coef_max": 1.0,
+    "strict": False,
+    "signal": "entropy",
+    "gate_init": False,
+}
+"""TRL ``use_adaptive_entropy`` defaults: tgt 0.2, δ 0.005, max 1, initial 0, full-vocabulary H."""
+
+
+@register_lever("adaptive_entropy_trl", preset=TRL)
+@register_lever("adaptive_entropy_skywork", preset=SKYWORK)
 class AdaptiveEntropy(Lever):
     """Sign-step adaptive entropy coefficient with a one-sided gate (Skywork-OR1 / TRL rules).
 
@@ -112,20 +141,18 @@ class AdaptiveEntropy(Lever):
     ) -> None:
         super().__init__(loops)
         n = self.name
-        need(finite(target) and target >= 0, n, "target", "a finite entropy >= 0 nats", target)
-        need(finite(delta) and delta > 0, n, "delta", "a finite number > 0", delta)
-        need(finite(coef_min) and coef_min >= 0, n, "coef_min", "a finite number >= 0", coef_min)
+        need(is_finite_number(target) and target >= 0, f"{n}.target", "a finite entropy >= 0 nats", target)
+        need(is_finite_number(delta) and delta > 0, f"{n}.delta", "a finite number > 0", delta)
+        need(is_finite_number(coef_min) and coef_min >= 0, f"{n}.coef_min", "a finite number >= 0", coef_min)
         need(
-            finite(coef_max) and coef_max >= coef_min,
-            n,
-            "coef_max",
+            is_finite_number(coef_max) and coef_max >= coef_min,
+            f"{n}.coef_max",
             f"a finite number >= coef_min={coef_min}",
             coef_max,
         )
         need(
-            finite(coef_init) and coef_min <= coef_init <= coef_max,
-            n,
-            "coef_init",
+            is_finite_number(coef_init) and coef_min <= coef_init <= coef_max,
+            f"{n}.coef_init",
             "in [coef_min, coef_max]",
             coef_init,
         )
@@ -170,29 +197,7 @@ class AdaptiveEntropy(Lever):
         self._applied = self._per_loop(state["applied"])
 
 
-SKYWORK = {
-    "target": 0.2,
-    "delta": 1e-4,
-    "coef_init": 0.0,
-    "coef_max": 0.005,
-    "strict": True,
-    "signal": "nll",
-    "gate_init": True,
-}
-"""Skywork-OR1's released-script settings (7B/32B): tgt 0.2, Δ 1e-4, c_max 0.005, c₀ 0, e = −mean log π_old."""
-
-TRL = {
-    "target": 0.2,
-    "delta": 0.005,
-    "coef_init": 0.0,
-    "coef_max": 1.0,
-    "strict": False,
-    "signal": "entropy",
-    "gate_init": False,
-}
-"""TRL ``use_adaptive_entropy`` defaults: tgt 0.2, δ 0.005, max 1, initial 0, full-vocabulary H."""
-
-
+@register_lever("sac_temperature")
 class SACTemperature(Lever):
     """SAC automatic entropy temperature on log c, optimised by Adam, as an entropy-bonus coefficient.
 
@@ -220,12 +225,12 @@ class SACTemperature(Lever):
     ) -> None:
         super().__init__(loops)
         n = self.name
-        need(finite(target) and target >= 0, n, "target", "a finite entropy >= 0 nats", target)
-        need(finite(coef_init) and coef_init > 0, n, "coef_init", "a finite number > 0", coef_init)
-        need(finite(lr) and lr > 0, n, "lr", "a finite number > 0", lr)
+        need(is_finite_number(target) and target >= 0, f"{n}.target", "a finite entropy >= 0 nats", target)
+        need(is_finite_number(coef_init) and coef_init > 0, f"{n}.coef_init", "a finite number > 0", coef_init)
+        need(is_finite_number(lr) and lr > 0, f"{n}.lr", "a finite number > 0", lr)
         b1, b2 = (float(b) for b in betas)
-        need(0 <= b1 < 1 and 0 <= b2 < 1, n, "betas", "two numbers in [0, 1)", betas)
-        need(finite(eps) and eps > 0, n, "eps", "a finite number > 0", eps)
+        need(0 <= b1 < 1 and 0 <= b2 < 1, f"{n}.betas", "two numbers in [0, 1)", betas)
+        need(is_finite_number(eps) and eps > 0, f"{n}.eps", "a finite number > 0", eps)
         check_signal(n, signal)
         self.target, self.coef_init, self.lr, self.betas, self.eps = (
             float(target),

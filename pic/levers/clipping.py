@@ -19,12 +19,15 @@ import numpy as np
 
 from .._array import clip as _clip
 from .._array import detach
-from ._common import check_signal, column, finite, measured, need
+from ..validation import is_finite_number, need
+from ._common import check_signal, column, measured
 from .base import Lever, LossModifiers, StepStats, TokenBatch
+from .registry import register_lever
 
 __all__ = ["CEGPPO", "FLEXEC_STRATEGIES", "ClipHigher", "FlexEC"]
 
 
+@register_lever("clip_higher")
 class ClipHigher(Lever):
     """DAPO clip-higher (arXiv 2503.14476): decoupled ε_low = 0.2, ε_high = 0.28."""
 
@@ -33,8 +36,8 @@ class ClipHigher(Lever):
 
     def __init__(self, eps_low: float = 0.2, eps_high: float = 0.28, *, loops: int = 1) -> None:
         super().__init__(loops)
-        need(finite(eps_low) and 0 <= eps_low < 1, self.name, "eps_low", "in [0, 1)", eps_low)
-        need(finite(eps_high) and eps_high >= 0, self.name, "eps_high", ">= 0", eps_high)
+        need(is_finite_number(eps_low) and 0 <= eps_low < 1, f"{self.name}.eps_low", "in [0, 1)", eps_low)
+        need(is_finite_number(eps_high) and eps_high >= 0, f"{self.name}.eps_high", ">= 0", eps_high)
         self.eps_low, self.eps_high = float(eps_low), float(eps_high)
 
     def config(self) -> dict[str, Any]:
@@ -44,6 +47,7 @@ class ClipHigher(Lever):
         return LossModifiers(eps_low=self.eps_low, eps_high=self.eps_high)
 
 
+@register_lever("ce_gppo")
 class CEGPPO(Lever):
     """CE-GPPO (arXiv 2509.20712): gradient-preserving clipping with coefficients β₁, β₂.
 
@@ -65,11 +69,23 @@ class CEGPPO(Lever):
         loops: int = 1,
     ) -> None:
         super().__init__(loops)
-        need(finite(beta_low) and beta_low >= 0, self.name, "beta_low", "a finite number >= 0", beta_low)
-        need(finite(beta_high) and beta_high >= 0, self.name, "beta_high", "a finite number >= 0", beta_high)
+        need(is_finite_number(beta_low) and beta_low >= 0, f"{self.name}.beta_low", "a finite number >= 0", beta_low)
+        need(
+            is_finite_number(beta_high) and beta_high >= 0, f"{self.name}.beta_high", "a finite number >= 0", beta_high
+        )
         n = self.name
-        need(eps_low is None or (finite(eps_low) and 0 <= eps_low < 1), n, "eps_low", "in [0, 1) or None", eps_low)
-        need(eps_high is None or (finite(eps_high) and eps_high >= 0), n, "eps_high", ">= 0 or None", eps_high)
+        need(
+            eps_low is None or (is_finite_number(eps_low) and 0 <= eps_low < 1),
+            f"{n}.eps_low",
+            "in [0, 1) or None",
+            eps_low,
+        )
+        need(
+            eps_high is None or (is_finite_number(eps_high) and eps_high >= 0),
+            f"{n}.eps_high",
+            ">= 0 or None",
+            eps_high,
+        )
         self.beta_low, self.beta_high, self.eps_low, self.eps_high = (
             float(beta_low),
             float(beta_high),
@@ -99,7 +115,7 @@ FLEXEC_STRATEGIES = ("id", "did", "od", "static")
 
 
 class FlexEC(Lever):
-    """Flexible entropy control by dynamic clip bounds (Chen et al., arXiv 2602.09782; seed 002).
+    """Flexible entropy control by dynamic clip bounds (Chen et al., arXiv 2602.09782).
 
     Probability-dependent bounds from the detached current probability p of each token::
 
@@ -143,23 +159,22 @@ class FlexEC(Lever):
     ) -> None:
         super().__init__(loops)
         n = self.name
-        need(strategy in FLEXEC_STRATEGIES, n, "strategy", f"one of {FLEXEC_STRATEGIES}", strategy)
-        need(finite(eps_std) and 0 <= eps_std < 1, n, "eps_std", "in [0, 1)", eps_std)
-        need(finite(bound_min) and bound_min >= 0, n, "bound_min", ">= 0", bound_min)
+        need(strategy in FLEXEC_STRATEGIES, f"{n}.strategy", f"one of {FLEXEC_STRATEGIES}", strategy)
+        need(is_finite_number(eps_std) and 0 <= eps_std < 1, f"{n}.eps_std", "in [0, 1)", eps_std)
+        need(is_finite_number(bound_min) and bound_min >= 0, f"{n}.bound_min", ">= 0", bound_min)
         need(
-            finite(bound_max) and bound_min <= bound_max < 1,
-            n,
-            "bound_max",
+            is_finite_number(bound_max) and bound_min <= bound_max < 1,
+            f"{n}.bound_max",
             f"in [bound_min={bound_min}, 1)",
             bound_max,
         )
-        need(finite(phase_split) and 0 < phase_split < 1, n, "phase_split", "in (0, 1)", phase_split)
-        need(h_init is None or (finite(h_init) and h_init > 0), n, "h_init", "> 0 nats or None", h_init)
-        need(finite(h_min_ratio) and 0 < h_min_ratio < 1, n, "h_min_ratio", "in (0, 1)", h_min_ratio)
+        need(is_finite_number(phase_split) and 0 < phase_split < 1, f"{n}.phase_split", "in (0, 1)", phase_split)
+        need(h_init is None or (is_finite_number(h_init) and h_init > 0), f"{n}.h_init", "> 0 nats or None", h_init)
+        need(is_finite_number(h_min_ratio) and 0 < h_min_ratio < 1, f"{n}.h_min_ratio", "in (0, 1)", h_min_ratio)
         for field, v in (("upper_slope", upper_slope), ("upper_intercept", upper_intercept)):
-            need(finite(v), n, field, "a finite number", v)
+            need(is_finite_number(v), f"{n}.{field}", "a finite number", v)
         for field, v in (("lower_slope", lower_slope), ("lower_intercept", lower_intercept)):
-            need(finite(v), n, field, "a finite number", v)
+            need(is_finite_number(v), f"{n}.{field}", "a finite number", v)
         check_signal(n, signal)
         self.strategy, self.eps_std = strategy, float(eps_std)
         self.upper = (float(upper_slope), float(upper_intercept))
@@ -237,3 +252,7 @@ class FlexEC(Lever):
         self._h_init = self._per_loop([np.nan if v is None else v for v in state["h_init"]])
         self._state = self._per_loop(state["state"])
         self._k, self._t = int(state["k"]), int(state["t"])
+
+
+for _strategy in FLEXEC_STRATEGIES:  # flexec_static holds fixed bounds: not in the default comparison
+    register_lever(f"flexec_{_strategy}", preset={"strategy": _strategy}, compared=_strategy != "static")(FlexEC)

@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from .._array import detach, like, namespace
-from ._common import finite, need
+from ..validation import is_finite_number, need
 from .base import Lever, LossModifiers, TokenBatch
 from .loss import clip_mask
+from .registry import register_lever
 
 __all__ = ["ClipCov", "KLCov", "token_covariance", "top_n_mask"]
 
@@ -62,6 +63,7 @@ def _valid_count(mask, fraction: float):
     return xp.maximum(xp.floor(n_valid * fraction), 1.0 + 0.0 * n_valid)
 
 
+@register_lever("clip_cov")
 class ClipCov(Lever):
     """Clip-Cov: detach a random few high-covariance tokens from the PG loss."""
 
@@ -80,11 +82,11 @@ class ClipCov(Lever):
     ) -> None:
         super().__init__(loops)
         n = self.name
-        need(finite(ratio) and 0 < ratio <= 1, n, "ratio", "a fraction in (0, 1]", ratio)
-        need(finite(lower), n, "lower", "a finite number", lower)
-        need(finite(upper) and lower < upper, n, "upper", f"a finite number > lower={lower}", upper)
-        need(finite(eps_low) and 0 <= eps_low <= 1, n, "eps_low", "in [0, 1]", eps_low)
-        need(finite(eps_high) and eps_high >= 0, n, "eps_high", ">= 0", eps_high)
+        need(is_finite_number(ratio) and 0 < ratio <= 1, f"{n}.ratio", "a fraction in (0, 1]", ratio)
+        need(is_finite_number(lower), f"{n}.lower", "a finite number", lower)
+        need(is_finite_number(upper) and lower < upper, f"{n}.upper", f"a finite number > lower={lower}", upper)
+        need(is_finite_number(eps_low) and 0 <= eps_low <= 1, f"{n}.eps_low", "in [0, 1]", eps_low)
+        need(is_finite_number(eps_high) and eps_high >= 0, f"{n}.eps_high", ">= 0", eps_high)
         self.ratio, self.lower, self.upper = float(ratio), float(lower), float(upper)
         self.eps_low, self.eps_high, self.seed = float(eps_low), float(eps_high), int(seed)
         # one stream per loop, so loop i's selections depend only on (seed, i)
@@ -125,6 +127,7 @@ class ClipCov(Lever):
             r.bit_generator.state = s
 
 
+@register_lever("kl_cov")
 class KLCov(Lever):
     """KL-Cov: an unclipped surrogate plus β·|log π − log π_old| on the top-k covariance tokens."""
 
@@ -134,13 +137,12 @@ class KLCov(Lever):
     def __init__(self, fraction: float = 2e-3, beta: float = 1.0, *, loops: int = 1) -> None:
         super().__init__(loops)
         need(
-            finite(fraction) and 0 < fraction <= 1,
-            self.name,
-            "fraction",
+            is_finite_number(fraction) and 0 < fraction <= 1,
+            f"{self.name}.fraction",
             "a fraction in (0, 1] (not a percent)",
             fraction,
         )
-        need(finite(beta) and beta > 0, self.name, "beta", "a finite number > 0", beta)
+        need(is_finite_number(beta) and beta > 0, f"{self.name}.beta", "a finite number > 0", beta)
         self.fraction, self.beta = float(fraction), float(beta)
         self._last_selected = 0.0
 

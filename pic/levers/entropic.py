@@ -6,10 +6,12 @@ Per token, the EntroPIC term of `pic.actuator.entropic_adjustment`::
     α · Σ_{mask ∧ π > τ} (−r·|A|) / D        D = N ("all_tokens", the paper) or N_h ("high_prob_tokens", official)
 
 written as the extra per-token term c_t·r_t of `pic.levers.loss` with
-c_t = −α·|A_t|·1[π_t > τ]·N/D, so that Σ c_t r_t mask_t / N is exactly that sum (tested).
+c_t = −α·|A_t|·1[π_t > τ]·N/D (`pic.actuator.entropic_coefficient`, the one actuator formula),
+so that Σ c_t r_t mask_t / N is exactly that sum (tested).
 On-policy its gradient is the PG gradient with weights 1 ± α on confident tokens (Lemma B:
 confident positives lower the entropy, confident negatives raise it). N_h counts the
-behaviour policy's confident tokens of the whole mini-batch (`counts`).
+behaviour policy's confident tokens of the whole mini-batch (`counts`). Defaults, ranges and
+errors are those of `pic.params.EntroPICParams`, prefixed with the lever's name.
 """
 
 from __future__ import annotations
@@ -19,25 +21,31 @@ from typing import Any
 import numpy as np
 
 from .._array import detach, namespace
-from ..actuator import NORMALIZATIONS, high_prob_mask
-from ..controller import PIController
-from ..setpoint import schedule_from_dict
-from ._common import check_signal, column, measured, need
+from ..actuator import entropic_coefficient, high_prob_mask, normalization_scale
+from ..params import EntroPICParams
+from ..validation import ParameterError
+from ._common import check_signal, column, measured
 from .base import Lever, LossModifiers, StepStats, TokenBatch
+from .registry import register_lever
 
 __all__ = ["EntroPIC"]
 
+_DEFAULTS = EntroPICParams()
 
+
+@register_lever("entropic")
+@register_lever("entropic_p", preset={"ki": 0.0})
 class EntroPIC(Lever):
     """The EntroPIC PI (or P, ``ki = 0``) entropy controller.
 
-    Parameters
+    Parameters (defaults and ranges: `pic.params.EntroPICParams`)
     ----------
     kp, ki : gains (≥ 0); official 1 and 0.01.
     target : entropy setpoint in nats, or a `pic.setpoint` schedule table / callable of the step.
     tau : the actuator acts on tokens with current π > τ, in (0, 1); official 0.95.
     normalization : "all_tokens" (weights exactly 1 ± α) or "high_prob_tokens" (official, 1 ± α·N/N_h).
-    alpha_limit, anti_windup, integral_limit, tracking_gain : see `pic.PIController`.
+    alpha_limit, anti_windup, integral_limit, tracking_gain : see `pic.PIController`
+        (``integral_limit`` None or 0: no bound).
     signal : "entropy" (full-vocabulary H, the paper) or "nll" (sampled-token −log π_old).
     """
 
@@ -45,23 +53,32 @@ class EntroPIC(Lever):
 
     def __init__(
         self,
-        kp: float = 1.0,
-        ki: float = 0.01,
-        target: Any = 0.1,
+        kp: float = _DEFAULTS.kp,
+        ki: float = _DEFAULTS.ki,
+        target: Any = _DEFAULTS.target,
         *,
-        tau: float = 0.95,
-        normalization: str = "all_tokens",
-        alpha_limit: float = 1.0,
-        anti_windup: str = "none",
+        tau: float = _DEFAULTS.tau,
+        normalization: str = _DEFAULTS.normalization,
+        alpha_limit: float = _DEFAULTS.alpha_limit,
+        anti_windup: str = _DEFAULTS.anti_windup,
         integral_limit: float | None = None,
-        tracking_gain: float = 1.0,
+        tracking_gain: float = _DEFAULTS.tracking_gain,
         signal: str = "entropy",
         loops: int = 1,
     ) -> None:
         super().__init__(loops)
-        need(0 < tau < 1, self.name, "tau", "in (0, 1)", tau)
-        need(normalization in NORMALIZATIONS, self.name, "normalization", f"one of {NORMALIZATIONS}", normalization)
-        need(alpha_limit > 0, self.name, "alpha_limit", "> 0", alpha_limit)
+        params = EntroPICParams(
+            kp=kp,
+            ki=ki,
+            target=target,
+            tau=tau,
+            normalization=normalization,
+            alpha_limit=alpha_limit,
+            anti_windup=anti_windup,
+            integral_limit=0.0 if integral_limit is None else integral_limit,
+            tracking_gain=tracking_gain,
+        )
+        params.check(prefix=f"{self.name}.")
         check_signal(self.name, signal)
         self._config = {
             "kp": kp,
@@ -75,21 +92,9 @@ class EntroPIC(Lever):
             "signal": signal,
         }
         try:
-            schedule = target if callable(target) else schedule_from_dict(target)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{self.name}.target: {exc}") from None
-        try:
-            self.controller = PIController(
-                kp,
-                ki,
-                schedule,
-                output_limits=(-alpha_limit, alpha_limit),
-                anti_windup=anti_windup,
-                integral_limit=integral_limit or None,
-                tracking_gain=tracking_gain,
-            )
+            self.controller = params.controller()
         except ValueError as exc:  # its messages start with the parameter's name ("kp must be …")
-            raise ValueError(f"{self.name}.{exc}") from None
+            raise ParameterError(f"{self.name}.{exc}") from None
         self.tau, self.normalization, self.signal = float(tau), normalization, signal
         self._alpha = np.zeros(self.loops)
 
@@ -117,13 +122,15 @@ class EntroPIC(Lever):
     def modify(self, tok: TokenBatch) -> LossModifiers:
         if not np.any(self._alpha):
             return LossModifiers()
-        xp = tok.xp
-        alpha = column(self._alpha, tok.logp)
-        high = high_prob_mask(xp.exp(detach(tok.logp)), self.tau) * tok.mask
-        coef = -alpha * xp.abs(tok.adv) * high
-        if self.normalization == "high_prob_tokens":
-            n_high = tok.counts["high"]
-            coef = coef * tok.num_tokens / (n_high + (n_high == 0))
+        n_high = tok.counts["high"] if self.normalization == "high_prob_tokens" else 1.0
+        coef = entropic_coefficient(
+            tok.xp.exp(detach(tok.logp)),
+            tok.adv,
+            column(self._alpha, tok.logp),
+            tau=self.tau,
+            mask=tok.mask,
+            scale=normalization_scale(self.normalization, tok.num_tokens, n_high),
+        )
         return LossModifiers(ratio_coef=coef)
 
     def metrics(self) -> dict[str, float]:

@@ -29,6 +29,7 @@ from typing import Any
 
 from .._array import clip as _clip
 from .._array import detach, namespace
+from ..validation import need
 from .base import LossModifiers, TokenBatch
 
 __all__ = ["CLIP_MODES", "PolicyDefaults", "clip_mask", "resolve", "token_loss", "token_loss_grad"]
@@ -49,8 +50,7 @@ def resolve(mods: LossModifiers, defaults: PolicyDefaults) -> dict[str, Any]:
     """The effective (eps_low, eps_high, clip, dual_clip) after a lever's overrides."""
     dual = defaults.dual_clip if mods.dual_clip is None else mods.dual_clip
     clip = mods.clip or "ppo"
-    if clip not in CLIP_MODES:
-        raise ValueError(f"LossModifiers.clip must be one of {CLIP_MODES}, got {clip!r}")
+    need(clip in CLIP_MODES, "LossModifiers.clip", f"one of {CLIP_MODES}", clip)
     return {
         "eps_low": defaults.eps_low if mods.eps_low is None else mods.eps_low,
         "eps_high": defaults.eps_high if mods.eps_high is None else mods.eps_high,

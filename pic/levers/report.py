@@ -1,7 +1,9 @@
-"""Comparison reports of entropy-control methods: one figure and one markdown table.
+"""Comparison reports of entropy-control methods: the numbers (a markdown table and JSON).
 
 Both comparison runners (`python -m sim compare`, `python -m llm compare`) fill a
-`MethodResult` per method — trajectories of shape (steps, seeds) — and call `write_report`.
+`MethodResult` per method — trajectories of shape (steps, seeds) — and call
+`sim.figures.write_report`, which writes these tables (`write_report` here, numpy only) and
+draws the figure.
 
 Per method (means over seeds; "second half" = the last half of the steps; H̄ = the entropy
 smoothed by a moving average of ``window`` steps)::
@@ -25,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MethodResult", "moving_average", "summarize", "write_report"]
+__all__ = ["MethodResult", "markdown_table", "moving_average", "report_window", "summarize", "write_report"]
 
 
 @dataclass
@@ -138,51 +140,9 @@ def markdown_table(rows: list[dict[str, Any]], extra: list[str]) -> str:
     return head + body
 
 
-def plot(results: list[MethodResult], path: Path, *, reference_target, window: int, title: str) -> None:
-    """Entropy (with targets), α or coefficient, reward and clip fraction vs step, shared axes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(4, 1, figsize=(11, 13), sharex=True)
-    colors = plt.get_cmap("tab20")(np.linspace(0, 1, 20))
-    steps = None
-    for i, r in enumerate(results):
-        color = colors[(2 * i) % 20 if i < 10 else (2 * (i - 10) + 1) % 20]
-        steps = np.arange(1, r.entropy.shape[0] + 1)
-        for ax, data in ((axes[0], r.entropy), (axes[2], r.reward), (axes[3], r.clip_frac)):
-            smooth = moving_average(data, window)
-            ax.plot(steps, smooth.mean(1), color=color, lw=1.6, label=r.name)
-            if smooth.shape[1] > 1:
-                ax.fill_between(steps, smooth.min(1), smooth.max(1), color=color, alpha=0.12, lw=0)
-        if r.target is not None:
-            axes[0].plot(steps, r.target, color=color, lw=1.0, ls="--")
-        if r.coef is not None:
-            axes[1].plot(steps, np.nanmean(r.coef, axis=1), color=color, lw=1.4, label=f"{r.name} ({r.coef_label})")
-    if steps is not None:
-        axes[0].plot(
-            steps, np.broadcast_to(reference_target, steps.shape), color="k", lw=1.0, ls=":", label="reference target"
-        )
-    top = max(
-        [2.5 * float(np.max(reference_target))]
-        + [1.2 * float(np.max(r.target)) for r in results if r.target is not None]
-    )
-    axes[0].set_ylim(0.0, top)
-    axes[0].set_ylabel("entropy (nats)")
-    axes[1].set_ylabel("α  /  coefficient")
-    axes[1].set_yscale("symlog", linthresh=1e-3)
-    axes[2].set_ylabel("reward")
-    axes[3].set_ylabel("clip fraction")
-    axes[3].set_xlabel("RL step")
-    axes[0].set_title(title)
-    axes[0].legend(fontsize=7, ncol=3, loc="upper right")
-    axes[1].legend(fontsize=6, ncol=2, loc="best")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def report_window(results: list[MethodResult]) -> int:
+    """The moving-average window of a report: 1/20 of the longest run, at least 1 step."""
+    return max(max(r.entropy.shape[0] for r in results) // 20, 1)
 
 
 def write_report(
@@ -195,13 +155,14 @@ def write_report(
     tolerance: float = 0.15,
     notes: str = "",
 ) -> list[dict[str, Any]]:
-    """Write ``report.png``, ``report.md`` and ``report.json`` to ``out``; return the table rows."""
+    """Write ``report.md`` and ``report.json`` to ``out``; return the table rows.
+
+    The figure (``report.png``) is drawn by `sim.figures.write_report`, which calls this.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    steps = max(r.entropy.shape[0] for r in results)
-    window = max(steps // 20, 1)
+    window = report_window(results)
     rows = [summarize(r, reference_target, window=window, tolerance=tolerance) for r in results]
-    plot(results, out / "report.png", reference_target=reference_target, window=window, title=title)
     md = (
         f"# {title}\n\n"
         f"Tracking error = mean |H̄ − H*| over the second half (H̄: moving average of {window} steps; H* the "

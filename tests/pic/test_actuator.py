@@ -11,7 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
-from pic.actuator import effective_weights, entropic_adjustment, entropic_weights, high_prob_mask
+from pic.actuator import (
+    effective_weights,
+    entropic_adjustment,
+    entropic_coefficient,
+    entropic_weights,
+    high_prob_mask,
+    normalization_scale,
+)
 
 
 def test_weight_table():
@@ -141,3 +148,46 @@ def test_torch_autograd_through_logits_matches_the_weighted_loss():
     assert torch.allclose(grad_of(controlled), grad_of(weighted), atol=1e-12)
     # the controller had something to act on
     assert (entropic_weights(logits.softmax(-1).max(-1).values, adv, alpha, tau) != 1).any()
+
+
+# ------------------------------------------------------------ the one per-token formula
+def _coefficient_by_hand(prob, adv, alpha, tau, mask, scale):
+    """c_t = −α·|A_t|·1[π_t > τ]·m_t·scale, one token at a time."""
+    return np.array(
+        [
+            -alpha * abs(a) * (1.0 if p > tau else 0.0) * m * scale
+            for p, a, m in zip(prob.tolist(), adv.tolist(), mask.tolist(), strict=True)
+        ]
+    )
+
+
+@given(batch=batches, alpha=st.floats(-1.0, 1.0), tau=st.floats(0.5, 0.99), scale=st.floats(0.5, 20.0))
+def test_entropic_coefficient_is_the_formula(batch, alpha, tau, scale):
+    prob, adv, valid = (np.asarray(x, dtype=float) for x in batch)
+    got = entropic_coefficient(prob, adv, alpha, tau=tau, mask=valid, scale=scale)
+    assert_allclose(got, _coefficient_by_hand(prob, adv, alpha, tau, valid, scale), rtol=1e-12, atol=1e-15)
+
+
+def test_normalization_scale_is_n_over_d():
+    assert normalization_scale("all_tokens", 40, 7) == 1.0
+    assert normalization_scale("high_prob_tokens", 40.0, 8.0) == 5.0
+    assert normalization_scale("high_prob_tokens", 40.0, 0.0) == 40.0  # empty selection: no 0/0
+    assert_allclose(normalization_scale("high_prob_tokens", np.array([6.0, 6.0]), np.array([3.0, 2.0])), [2.0, 3.0])
+    with pytest.raises(ValueError, match=r"^normalization must be one of \('all_tokens', 'high_prob_tokens'\)"):
+        normalization_scale("mean", 1, 1)
+
+
+@given(batch=batches, alpha=st.floats(-1.0, 1.0), tau=st.floats(0.5, 0.99))
+def test_term_and_weights_are_derived_from_the_coefficient(batch, alpha, tau):
+    """Σ c_t·r_t / N = `entropic_adjustment` (both D), and w = 1 + α·(N/D)·sign(A)·1[π > τ] (by hand)."""
+    prob, adv, valid = (np.asarray(x, dtype=float) for x in batch)
+    ratio = np.linspace(0.7, 1.3, prob.size)
+    n = valid.sum()
+    n_high = ((prob > tau) * valid).sum()
+    for normalization, scale in (("all_tokens", 1.0), ("high_prob_tokens", n / n_high if n_high > 0 else n)):
+        c = _coefficient_by_hand(prob, adv, alpha, tau, valid, scale)
+        term = entropic_adjustment(ratio, adv, prob, alpha, mask=valid, tau=tau, normalization=normalization)
+        assert term == pytest.approx((c * ratio).sum() / max(n, 1.0), rel=1e-9, abs=1e-12)
+        w = effective_weights(prob, adv, alpha, tau=tau, normalization=normalization, n_tokens=n, n_high=n_high)
+        by_hand = [1.0 + alpha * scale * np.sign(a) * (p > tau) for p, a in zip(prob, adv, strict=True)]
+        assert_allclose(w, by_hand, rtol=1e-12)

@@ -11,9 +11,12 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from numpy.testing import assert_allclose
 
 from pic.setpoint import (
     SCHEDULES,
+    SETPOINT_SHAPES,
+    SHAPED_ENTROPIC_METHODS,
     Constant,
     Cosine,
     DecreaseIncreaseDecrease,
@@ -23,6 +26,7 @@ from pic.setpoint import (
     PiecewiseLinear,
     Step,
     schedule_from_dict,
+    shaped_setpoints,
 )
 
 EXAMPLES = [
@@ -119,3 +123,25 @@ def test_bad_specs_are_refused_with_the_field(spec, match):
 def test_a_bare_number_is_constant():
     assert schedule_from_dict(0.3) == Constant(0.3)
     assert math.isclose(schedule_from_dict(1)(99), 1.0)
+
+
+# ------------------------------------------------------------ shaped setpoints
+def test_shaped_setpoints_have_their_shapes():
+    """rise-then-fall, fall-rise-fall and oscillating decay around H* = 0.2 over 120 steps, by hand."""
+    tables = shaped_setpoints(0.2, 120)
+    assert tuple(tables) == SETPOINT_SHAPES
+    assert set(SHAPED_ENTROPIC_METHODS.values()) == set(SETPOINT_SHAPES)
+    rise, dip, wave = (schedule_from_dict(tables[s]) for s in SETPOINT_SHAPES)
+    t = np.arange(121)
+    r = rise(t)
+    assert r[0] == pytest.approx(0.2) and r[60] == pytest.approx(0.3) and r[120] == pytest.approx(0.1)
+    assert np.all(np.diff(r[:61]) > 0) and np.all(np.diff(r[60:]) < 0)
+    d = dip(t)
+    assert (d[0], d[40], d[80], d[120]) == pytest.approx((0.2, 0.1, 0.26, 0.1))
+    assert np.all(np.diff(d[:41]) < 0) and np.all(np.diff(d[40:81]) > 0) and np.all(np.diff(d[80:]) < 0)
+    w = wave(t)
+    floor = 0.1  # 1.5·H*/3
+    ceiling = floor + (0.3 - floor) * (1 - t / 120)
+    assert_allclose(w, floor + (ceiling - floor) * 0.5 * (1 + np.cos(2 * np.pi * t / 30)), atol=1e-12)
+    with pytest.raises(ValueError, match=r"^target must be a finite entropy >= 0 nats, got -0\.1$"):
+        shaped_setpoints(-0.1, 10)

@@ -228,8 +228,8 @@ def test_two_ranks_agree(model_dir, tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"tau": 1.0}, "tau must be a float in"),
-        ({"tau": 0.0}, "tau must be a float in"),
+        ({"tau": 1.0}, r"tau must be in \(0, 1\), got 1\.0"),
+        ({"tau": 0.0}, r"tau must be in \(0, 1\), got 0\.0"),
         ({"normalization": "tokens"}, "normalization must be one of"),
         ({"ctl": PIController([1.0, 2.0], 0.1, 0.3)}, "scalar gains"),
         ({"use_adaptive_entropy": True}, "use_adaptive_entropy"),

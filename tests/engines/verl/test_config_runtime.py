@@ -24,18 +24,18 @@ P = r"actor_rollout_ref\.entropic\."
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"target": -0.1}, P + r"target must be >= 0, got -0\.1"),
-        ({"target": float("nan")}, P + r"target must be a finite number, got nan"),
-        ({"kp": -1}, P + r"kp must be >= 0, got -1"),
-        ({"ki": "0.01"}, P + r"ki must be a finite number, got '0\.01'"),
+        ({"target": -0.1}, P + r"target: value must be a finite entropy >= 0 nats, got -0\.1"),
+        ({"target": float("nan")}, P + r"target: value must be a finite entropy >= 0 nats, got nan"),
+        ({"kp": -1}, P + r"kp must be a finite number >= 0, got -1"),
+        ({"ki": "0.01"}, P + r"ki must be a finite number >= 0, got '0\.01'"),
         ({"tau": 1.0}, P + r"tau must be in \(0, 1\), got 1\.0"),
         ({"tau": 0}, P + r"tau must be in \(0, 1\), got 0"),
-        ({"normalization": "mean"}, P + r"normalization must be one of \['all_tokens', 'high_prob_tokens'\]"),
-        ({"anti_windup": "yes"}, P + r"anti_windup must be one of \['none', 'clamp', 'back_calculation'\]"),
+        ({"normalization": "mean"}, P + r"normalization must be one of \('all_tokens', 'high_prob_tokens'\)"),
+        ({"anti_windup": "yes"}, P + r"anti_windup must be one of \('none', 'clamp', 'back_calculation'\)"),
         ({"alpha_min": 1.0}, P + r"alpha_min must be < alpha_max, got 1\.0 >= 1\.0"),
         ({"integral_limit": 0}, P + r"integral_limit must be > 0 or null, got 0"),
         ({"tracking_gain": 2}, P + r"tracking_gain must be in \(0, 1\], got 2"),
-        ({"on_nonfinite": "skip"}, P + r"on_nonfinite must be one of \['raise', 'hold'\]"),
+        ({"on_nonfinite": "skip"}, P + r"on_nonfinite must be one of \('raise', 'hold'\)"),
         ({"kp ": 1}, r"actor_rollout_ref\.entropic has unknown keys \['kp '\]; known keys: \['target'"),
     ],
 )
@@ -99,7 +99,7 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(json, "dump", crash)
+    monkeypatch.setattr(os, "fsync", crash)  # the temporary file's write fails before the rename
     with pytest.raises(OSError, match="disk full"):
         rt.save(str(tmp_path))
     assert (tmp_path / STATE_FILE).read_text() == before  # the old file is intact

@@ -88,7 +88,11 @@ def test_trainer_runs_as_sync_with_the_entropic_worker(cfg, use_kl_loss):
     ("key", "value", "message"),
     [
         ("actor_rollout_ref.entropic.tau", 1.5, r"actor_rollout_ref\.entropic\.tau must be in \(0, 1\), got 1\.5"),
-        ("actor_rollout_ref.entropic.kp", -1.0, r"actor_rollout_ref\.entropic\.kp must be >= 0, got -1\.0"),
+        (
+            "actor_rollout_ref.entropic.kp",
+            -1.0,
+            r"actor_rollout_ref\.entropic\.kp must be a finite number >= 0, got -1\.0",
+        ),
         ("actor_rollout_ref.entropic.typo", 1, r"actor_rollout_ref\.entropic has unknown keys \['typo'\]"),
         (
             "actor_rollout_ref.actor.policy_loss.loss_mode",

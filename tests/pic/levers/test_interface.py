@@ -1,6 +1,6 @@
 """The lever interface: state round trips, the on-policy refusal, the registry and parameter errors.
 
-Run: python -m pytest tests/levers/test_interface.py
+Run: python -m pytest tests/pic/levers/test_interface.py
 """
 
 from __future__ import annotations

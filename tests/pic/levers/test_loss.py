@@ -1,6 +1,6 @@
 """The shared per-token loss: closed-form derivative vs torch autograd, and PPO/CE-GPPO by hand.
 
-Run: python -m pytest tests/levers/test_loss.py
+Run: python -m pytest tests/pic/levers/test_loss.py
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Levers on the sampled softmax bandit (`sim.levers`): EntroPIC reproduces the plant, the entropy-bonus
 gradient is Lemma A, every lever runs, and GRPO collapses.
 
-Run: python -m pytest tests/levers/test_sim_levers.py
+Run: python -m pytest tests/sim/test_sim_levers.py
 """
 
 from __future__ import annotations
@@ -188,3 +188,23 @@ def test_grpo_collapses_and_a_bonus_holds_entropy():
     assert grpo.entropy[final].mean() < 1.0  # GRPO alone loses a third of its entropy in 60 rollouts
     assert bonus.entropy[final].mean() > grpo.entropy[final].mean() + 0.15
     assert grpo.reward[final].mean() > grpo.reward[0].mean()
+
+
+def test_the_report_numbers_need_no_figure_and_the_figure_comes_from_sim(tmp_path, problem):
+    """`pic.levers.report.write_report` writes the table and JSON only; `sim.figures.write_report` adds the PNG."""
+    import json
+
+    from pic.levers.report import MethodResult
+    from pic.levers.report import write_report as write_numbers
+    from sim.figures import write_report
+
+    bandit, z0 = problem
+    run = run_lever(bandit, z0, make_lever("entropic", target=0.3, loops=2), ON, steps=12, seeds=[0, 1])
+    alpha = run.metrics["alpha"].reshape(-1, 1)
+    result = MethodResult("entropic", run.entropy, run.reward, run.clip_frac, alpha, "α", target=run.target)
+    rows = write_numbers([result], tmp_path / "numbers", reference_target=0.3, title="t")
+    assert sorted(p.name for p in (tmp_path / "numbers").iterdir()) == ["report.json", "report.md"]
+    both = write_report([result], tmp_path / "full", reference_target=0.3, title="t")
+    assert sorted(p.name for p in (tmp_path / "full").iterdir()) == ["report.json", "report.md", "report.png"]
+    assert both == rows == json.loads((tmp_path / "full" / "report.json").read_text())["rows"]
+    assert (tmp_path / "full" / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
