@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from .reward import REWARDS
+
 __all__ = ["DataError", "Example", "PromptStream", "load_jsonl", "write_jsonl"]
 
 _KEYS = ("prompt", "answer", "task", "meta")
@@ -110,8 +112,6 @@ def _answer(value: Any, where: str) -> str:
 
 
 def _parse_object(obj: Any, where: str) -> Example:
-    from .reward import REWARDS  # late: reward imports this module
-
     if not isinstance(obj, dict):
         raise DataError(f"{where}: a line must be a JSON object, got {type(obj).__name__}")
     unknown = sorted(set(obj) - set(_KEYS))
