@@ -8,18 +8,27 @@ pair. `run_check` executes it under a wall-clock limit and maps the outcome to a
   comparison is a failed comparison, not an open question);
 - ``UNDECIDED`` when it raises `Undecided` or runs past its time limit.
 
-Time limits: in the main thread a ``SIGALRM`` interval timer raises `CheckTimeout` inside
-the check (it derives from ``BaseException`` so that broad ``except Exception`` blocks in
-sympy cannot swallow it). Elsewhere — or where ``signal.setitimer`` does not exist — the
-check runs in a daemon thread that is abandoned (not killed) when the limit passes.
+Time limits are hard: where ``os.fork`` exists (Linux, macOS) each check runs in a forked
+child process, which is killed when its limit passes, from whichever thread called — so even
+one C-level computation (``9**9**9``) is stopped at the deadline and reported UNDECIDED. The
+child inherits the registry and sympy's state, and sends back its `CheckResult`; a child that
+dies without one (e.g. out of memory) is a FAIL naming its exit status. Forking costs a few
+milliseconds per check. Without ``fork``, the main thread uses a ``SIGALRM`` interval timer that
+raises `CheckTimeout` inside the check (a ``BaseException``, so sympy's broad ``except
+Exception`` blocks cannot swallow it; it cannot interrupt a single C call), and other threads run
+the check in a daemon thread that is abandoned (not killed) when the limit passes.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import multiprocessing
+import os
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from enum import Enum
@@ -156,6 +165,50 @@ def _from_exception(name: str, exc: BaseException, seconds: float, timeout: floa
     return CheckResult(name, Verdict.FAIL, seconds, f"error: {type(exc).__name__}: {exc}")
 
 
+def _run_one(name: str, fn: CheckFn, timeout: float) -> CheckResult:
+    """The check's result, its time measured inside whatever runs it."""
+    start = time.perf_counter()
+    try:
+        outcome = fn()
+    except (CheckTimeout, Exception) as exc:
+        return _from_exception(name, exc, time.perf_counter() - start, timeout)
+    return _normalise(name, outcome, time.perf_counter() - start)
+
+
+def _child(name: str, fn: CheckFn, timeout: float, conn) -> None:
+    try:
+        conn.send(_run_one(name, fn, timeout))
+    finally:
+        conn.close()
+
+
+def _run_in_process(name: str, fn: CheckFn, timeout: float) -> CheckResult:
+    """Run the check in a forked child; kill it at the deadline (UNDECIDED)."""
+    ctx = multiprocessing.get_context("fork")
+    receiver, sender = ctx.Pipe(duplex=False)
+    start = time.perf_counter()
+    with warnings.catch_warnings():  # Python >= 3.12 warns on fork with threads alive; the child only computes
+        warnings.simplefilter("ignore", DeprecationWarning)
+        proc = ctx.Process(target=_child, args=(name, fn, timeout, sender), name=f"proofs-check-{name}", daemon=True)
+        proc.start()
+    sender.close()
+    try:
+        if receiver.poll(timeout):
+            try:
+                return receiver.recv()
+            except EOFError:
+                proc.join()
+                return CheckResult(
+                    name, Verdict.FAIL, time.perf_counter() - start, f"check process died (exit status {proc.exitcode})"
+                )
+        return CheckResult(name, Verdict.UNDECIDED, time.perf_counter() - start, f"timed out after {timeout:g} s")
+    finally:
+        receiver.close()
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+
+
 def _can_use_alarm() -> bool:
     return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
 
@@ -195,10 +248,11 @@ def _run_in_thread(fn: CheckFn, timeout: float) -> Any:
 
 
 def run_check(fn: CheckFn, timeout: float | None = DEFAULT_TIMEOUT, name: str = "") -> CheckResult:
-    """Run one check under a wall-clock limit of ``timeout`` seconds (None: no limit).
+    """Run one check under a wall-clock limit of ``timeout`` seconds (None: no limit, in process).
 
-    Never raises for the check's own errors and never hangs past the limit (in thread mode
-    an overrunning check keeps running in its abandoned daemon thread).
+    Never raises for the check's own errors and never runs past the limit: the forked child is
+    killed (where fork is unavailable, see the module notes). A ``timeout`` that is not a positive
+    finite number is a FAIL naming it.
     """
     if not name:
         name = getattr(fn, "check_name", "") or getattr(fn, "__name__", "check")
@@ -206,8 +260,12 @@ def run_check(fn: CheckFn, timeout: float | None = DEFAULT_TIMEOUT, name: str = 
     try:
         if timeout is None:
             outcome = fn()
-        elif timeout <= 0:
-            raise ValueError(f"timeout must be > 0 seconds or None, got {timeout!r}")
+        elif not (isinstance(timeout, int | float) and timeout > 0 and math.isfinite(timeout)):
+            raise ValueError(f"timeout must be a positive finite number of seconds or None, got {timeout!r}")
+        elif hasattr(os, "fork"):
+            result = _run_in_process(name, fn, timeout)
+            log.debug("%s: %s in %.3f s", result.name, result.verdict.value, result.seconds)
+            return result
         elif _can_use_alarm():
             outcome = _run_with_alarm(fn, timeout)
         else:

@@ -73,7 +73,7 @@ def test_timeout_is_undecided_and_strict_fails(monkeypatch, capsys):
 
 def test_no_match_and_list(capsys):
     assert main(["--only", "no such check anywhere"]) == 2
-    assert "no check name contains" in capsys.readouterr().out
+    assert "no check name contains" in capsys.readouterr().err
     assert main(["--list", "--only", "lemma a"]) == 0
     listed = capsys.readouterr().out.splitlines()
     assert listed and all(line.startswith("Lemma A") for line in listed)
@@ -81,7 +81,7 @@ def test_no_match_and_list(capsys):
 
 def test_bad_timeout_is_rejected(capsys):
     assert main(["--timeout", "0"]) == 2
-    assert "--timeout" in capsys.readouterr().out
+    assert "--timeout" in capsys.readouterr().err
 
 
 def test_format_table_clips_detail():
