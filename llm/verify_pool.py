@@ -178,7 +178,7 @@ class VerifierPool:
                 if not busy:
                     continue
                 first_deadline = min(d for _, d in busy.values())
-                ready = wait([w.conn for w in busy], timeout=max(0.0, first_deadline - time.monotonic()))
+                ready = wait([w.conn for w in busy], timeout=min(max(0.0, first_deadline - time.monotonic()), 3600.0))
                 now = time.monotonic()
                 for worker, (i, deadline) in list(busy.items()):
                     if worker.conn in ready:

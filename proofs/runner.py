@@ -165,6 +165,10 @@ def _from_exception(name: str, exc: BaseException, seconds: float, timeout: floa
     return CheckResult(name, Verdict.FAIL, seconds, f"error: {type(exc).__name__}: {exc}")
 
 
+_MAX_WAIT_S = 3600.0
+"""Longest single wait on the child (a poll of 1e12 s overflows the C timer; longer limits loop)."""
+
+
 def _run_one(name: str, fn: CheckFn, timeout: float) -> CheckResult:
     """The check's result, its time measured inside whatever runs it."""
     start = time.perf_counter()
@@ -192,8 +196,12 @@ def _run_in_process(name: str, fn: CheckFn, timeout: float) -> CheckResult:
         proc = ctx.Process(target=_child, args=(name, fn, timeout, sender), name=f"proofs-check-{name}", daemon=True)
         proc.start()
     sender.close()
+    deadline = time.monotonic() + timeout
     try:
-        if receiver.poll(timeout):
+        while not (ready := receiver.poll(min(max(deadline - time.monotonic(), 0.0), _MAX_WAIT_S))):
+            if time.monotonic() >= deadline:
+                break
+        if ready:
             try:
                 return receiver.recv()
             except EOFError:
