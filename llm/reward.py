@@ -107,6 +107,8 @@ def register_reward(name: str, *, isolated: bool = False) -> Callable[[RewardFn]
     def deco(fn: RewardFn) -> RewardFn:
         if name in REWARDS:
             raise ValueError(f"reward {name!r} is already registered")
+        if isolated and "<" in getattr(fn, "__qualname__", "<"):
+            raise ValueError(f"isolated reward {name!r} must be a module-level function (a worker imports it by name)")
         REWARDS[name] = fn
         if isolated:
             ISOLATED.add(name)
@@ -356,6 +358,7 @@ def _not_timeout_notice(record: logging.LogRecord) -> bool:
 # math_verify warns that its signal timeouts are off; the verifier worker's kill replaces them.
 for _name in ("math_verify.parser", "math_verify.grader"):
     logging.getLogger(_name).addFilter(_not_timeout_notice)
+
 
 @lru_cache(maxsize=4096)
 def _parse_gold(answer: str) -> tuple[Any, ...]:
