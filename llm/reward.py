@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -138,18 +139,20 @@ class Scores:
 
 
 _POOL: VerifierPool | None = None
+_POOL_LOCK = threading.Lock()
 
 
 def _pool() -> VerifierPool:
     global _POOL
-    if _POOL is None:
-        _POOL = VerifierPool(VERIFIER_WORKERS, preload=("llm.reward", "math_verify"))
-    return _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = VerifierPool(VERIFIER_WORKERS, preload=("llm.reward", "math_verify"))
+        return _POOL
 
 
 def verifier_stats() -> PoolStats:
-    """Fallback scores of the verifier pool since the process started (timeouts, crashes)."""
-    return _pool().stats if _POOL is not None else PoolStats()
+    """Fallback scores of the verifier pool since the process started (a copy: timeouts, crashes)."""
+    return PoolStats(_POOL.stats.timeouts, _POOL.stats.crashes) if _POOL is not None else PoolStats()
 
 
 def score_batch(completions: list[str], examples: list[Example]) -> Scores:

@@ -35,8 +35,11 @@ log = logging.getLogger(__name__)
 LOCK_FILE = ".lock"
 
 
-class RunDirBusy(RuntimeError):
-    """Another live process holds the run directory; the message is one line with its pid."""
+class RunDirBusy(ValueError):
+    """Another live process holds the run directory; the message is one line with its pid.
+
+    A ValueError (the output directory given is unusable), so CLIs report it as one line.
+    """
 
 
 class RunDirLock:
