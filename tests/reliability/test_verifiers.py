@@ -113,7 +113,7 @@ completions = st.one_of(
 
 
 @pytest.mark.parametrize("task", sorted(EXAMPLES))
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batch=st.lists(completions, min_size=1, max_size=4))
 def test_fuzz_every_verifier_off_the_main_thread(task, batch, monkeypatch):
     assert task in REWARDS
