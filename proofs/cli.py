@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from .runner import DEFAULT_TIMEOUT, CheckResult, Verdict, registered_checks
+from .runner import DEFAULT_TIMEOUT, CheckResult, Verdict, registered_checks, run_many
 
 __all__ = ["format_table", "main"]
 
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         _fail(f"no check name contains {args.only!r}; use --list to see them")
         return 2
     start = time.perf_counter()
-    results = [check.run(args.timeout) for check in checks]
+    results = run_many(checks, args.timeout)
     wall = time.perf_counter() - start
     _emit(format_table(results, None if args.wide else _DETAIL_WIDTH))
     counts = Counter(r.verdict for r in results)
