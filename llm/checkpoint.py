@@ -116,7 +116,7 @@ def save_checkpoint(
         os.replace(final, aside)
         os.replace(tmp, final)
         fsync_dir(root)
-        shutil.rmtree(aside)
+        shutil.rmtree(aside, ignore_errors=True)  # a leftover is cleaned by the next save
     else:
         os.replace(tmp, final)
         fsync_dir(root)
