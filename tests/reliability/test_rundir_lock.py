@@ -114,3 +114,38 @@ def test_double_acquire_of_one_lock_is_an_error(tmp_path):
     with lock, pytest.raises(RuntimeError, match="already held"):
         lock.acquire()
     assert not lock.held
+
+
+WRITER = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    from llm.rundir import RunDirBusy, RunDirLock
+    run_dir, tag = Path(sys.argv[1]), sys.argv[2]
+    try:
+        with RunDirLock(run_dir):
+            print("locked", flush=True)
+            for step in range(1, 21):
+                with open(run_dir / "metrics.jsonl", "a") as fh:
+                    fh.write(json.dumps({"step": step, "run": tag}) + "\\n")
+                time.sleep(0.05)
+    except RunDirBusy as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(3)
+    """
+)
+
+
+def test_two_concurrent_runs_second_refuses_first_metrics_clean(tmp_path):
+    import json
+
+    run_dir = tmp_path / "run"
+    first = _python(WRITER, str(run_dir), "first")
+    assert first.stdout.readline().strip() == "locked"
+    second = _python(WRITER, str(run_dir), "second")
+    _, err = second.communicate(timeout=30)
+    first.communicate(timeout=30)
+    assert (first.returncode, second.returncode) == (0, 3)
+    assert f"in use by process {first.pid}" in err
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert rows == [{"step": s, "run": "first"} for s in range(1, 21)]
