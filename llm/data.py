@@ -15,6 +15,10 @@ skipped; a file without examples is an error. Every problem raises `DataError` w
 the file, the 1-based line number and the field, e.g.
 ``data/train.jsonl:17: field 'prompt' must be a non-empty string, got 3``.
 
+`check_prompts` checks examples against a model's tokenizer before training or evaluation: a
+character the tokenizer does not know (it would silently become ``<unk>``) or a prompt longer
+than the model's context is a `DataError` naming the row.
+
 `PromptStream` walks the examples epoch by epoch in a permutation drawn from (seed, epoch); its
 state is three integers, so a resumed stream yields exactly the batches an uninterrupted one would.
 """
@@ -25,14 +29,16 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["DataError", "Example", "PromptStream", "load_jsonl", "write_jsonl"]
+from .reward import REWARDS
+
+__all__ = ["DataError", "Example", "PromptStream", "check_prompts", "load_jsonl", "load_jsonl_rows", "write_jsonl"]
 
 _KEYS = ("prompt", "answer", "task", "meta")
 _MAX_REPR = 60
@@ -110,8 +116,6 @@ def _answer(value: Any, where: str) -> str:
 
 
 def _parse_object(obj: Any, where: str) -> Example:
-    from .reward import REWARDS  # late: reward imports this module
-
     if not isinstance(obj, dict):
         raise DataError(f"{where}: a line must be a JSON object, got {type(obj).__name__}")
     unknown = sorted(set(obj) - set(_KEYS))
@@ -134,12 +138,17 @@ def _parse_object(obj: Any, where: str) -> Example:
 
 def load_jsonl(path: str | os.PathLike[str]) -> list[Example]:
     """Read and validate a JSONL file of examples; any problem raises `DataError`."""
+    return [ex for _, ex in load_jsonl_rows(path)]
+
+
+def load_jsonl_rows(path: str | os.PathLike[str]) -> list[tuple[int, Example]]:
+    """`load_jsonl` with the 1-based line number of each example (for messages such as `check_prompts`')."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
     if not path.is_file():
         raise DataError(f"{path}: not a file")
-    examples = []
+    rows = []
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, start=1):
             where = f"{path}:{number}"
@@ -148,10 +157,66 @@ def load_jsonl(path: str | os.PathLike[str]) -> list[Example]:
             except UnicodeDecodeError as exc:
                 raise DataError(f"{where}: not valid UTF-8 (byte {exc.start + 1})") from None
             if line.strip():
-                examples.append(_parse_object(_decode(line, where), where))
-    if not examples:
+                rows.append((number, _parse_object(_decode(line, where), where)))
+    if not rows:
         raise DataError(f"{path}: no examples")
-    return examples
+    return rows
+
+
+def check_prompts(
+    examples: Sequence[Example],
+    tokenizer,
+    *,
+    context: int | None = None,
+    max_new_tokens: int = 0,
+    source: str | os.PathLike[str] = "data",
+    lines: Sequence[int] | None = None,
+) -> int:
+    """Raise `DataError` for the first prompt the model cannot take as it is; returns the longest prompt in tokens.
+
+    Prompts are tokenized as the trainer does (``add_special_tokens=False``). A token equal to
+    the tokenizer's ``unk_token_id`` is an error naming the character that produced it (for a
+    character tokenizer: a character outside its alphabet). With ``context`` (the model's
+    positions, `llm.model.context_length`), a prompt of more than ``context - max_new_tokens``
+    tokens is an error naming the limit. Messages read ``<source>:<line>: ...``, the line taken
+    from ``lines`` (as given by `load_jsonl_rows`) or else ``example <1-based index>``.
+    """
+    if context is not None and context - max_new_tokens < 1:
+        raise DataError(
+            f"{source}: the model's {context} positions leave no room for a prompt and {max_new_tokens} new tokens"
+        )
+    unk = getattr(tokenizer, "unk_token_id", None)
+    fast = bool(getattr(tokenizer, "is_fast", False))
+    longest = 0
+    for i, ex in enumerate(examples):
+        where = f"{source}:{lines[i]}" if lines is not None else f"{source}: example {i + 1}"
+        enc = tokenizer(ex.prompt, add_special_tokens=False, return_offsets_mapping=fast)
+        ids = list(enc["input_ids"])
+        if unk is not None and unk in ids:
+            ch, col = _unknown_character(ex.prompt, ids, enc.get("offset_mapping") if fast else None, tokenizer, unk)
+            raise DataError(
+                f"{where}: field 'prompt' has character {ch!r} (U+{ord(ch[0]):04X}) at column {col}, "
+                f"which the tokenizer does not know (it would become {tokenizer.unk_token!r})"
+            )
+        if context is not None and len(ids) > context - max_new_tokens:
+            raise DataError(
+                f"{where}: field 'prompt' is {len(ids)} tokens, over the limit of {context - max_new_tokens} "
+                f"(the model's {context} positions minus {max_new_tokens} for the completion)"
+            )
+        longest = max(longest, len(ids))
+    return longest
+
+
+def _unknown_character(text: str, ids: list[int], offsets, tokenizer, unk: int) -> tuple[str, int]:
+    """The first character that encodes to ``unk`` and its 1-based column."""
+    if offsets is not None:
+        start, end = offsets[ids.index(unk)]
+        if end > start:
+            return text[start:end], start + 1
+    for col, ch in enumerate(text, start=1):
+        if unk in tokenizer(ch, add_special_tokens=False)["input_ids"]:
+            return ch, col
+    return "?", 0
 
 
 def write_jsonl(path: str | os.PathLike[str], examples: Iterable[Example]) -> Path:

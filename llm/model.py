@@ -4,6 +4,11 @@
 fast tokenizer (one token per character of the task alphabet, plus ``<pad>``, ``<eos>``,
 ``<unk>``), trained nowhere and downloaded from nowhere. `load_model` loads any local model
 directory: float32 on CPU, bfloat16 with SDPA attention on CUDA. Nothing here contacts a hub.
+
+`check_model_dir` (run by `load_model` first) turns a broken directory into one `ModelError`
+line naming the file: no or invalid ``config.json``, no tokenizer files, a safetensors weight
+file that is truncated or has a damaged header. `context_length` is the model's number of
+positions, for `llm.data.check_prompts`.
 """
 
 from __future__ import annotations
@@ -29,13 +34,30 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-__all__ = ["SPECIAL_TOKENS", "build_tiny", "char_tokenizer", "count_parameters", "load_model", "save_model"]
+__all__ = [
+    "SPECIAL_TOKENS",
+    "TOKENIZER_FILES",
+    "ModelError",
+    "build_tiny",
+    "char_tokenizer",
+    "check_model_dir",
+    "context_length",
+    "count_parameters",
+    "load_model",
+    "save_model",
+]
 
 log = logging.getLogger(__name__)
 hf_logging.set_verbosity_error()
 hf_logging.disable_progress_bar()
 
 SPECIAL_TOKENS = ("<pad>", "<eos>", "<unk>")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
+"""A model directory needs at least one of these (a fast tokenizer, SentencePiece, BPE or WordPiece vocab)."""
+
+
+class ModelError(ValueError):
+    """A model directory that cannot be loaded; the one-line message names the file."""
 
 
 def char_tokenizer(alphabet: str) -> PreTrainedTokenizerFast:
@@ -109,22 +131,108 @@ def build_tiny(
 
 
 def load_model(path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
-    """(model, tokenizer) from a local directory; float32 on CPU, bfloat16 + SDPA on CUDA by default."""
+    """(model, tokenizer) from a local directory; float32 on CPU, bfloat16 + SDPA on CUDA by default.
+
+    A broken directory raises `ModelError` (one line naming the file), see `check_model_dir`.
+    """
     path = Path(path)
     if not (path / "config.json").is_file():
-        raise ValueError(f"{path} is not a model directory (no config.json)")
+        raise ModelError(f"{path} is not a model directory (no config.json)")
+    check_model_dir(path)
     device = torch.device(device)
     if dtype is None:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     kwargs = {"local_files_only": True, "dtype": dtype}
     if device.type == "cuda":
         kwargs["attn_implementation"] = "sdpa"
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs).to(device)
-    tok = _load_tokenizer(path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs).to(device)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelError(f"{path}: the model does not load ({_first_line(exc)})") from None
+    try:
+        tok = _load_tokenizer(path)
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+        raise ModelError(f"{path}: the tokenizer does not load ({_first_line(exc)})") from None
+    if len(tok) < 2:
+        raise ModelError(f"{path}: the tokenizer has {len(tok)} token(s); its files are empty or not a tokenizer")
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
     return model, tok
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def check_model_dir(path: str | Path) -> None:
+    """Raise `ModelError` (one line naming the file) unless ``path`` looks like a loadable model directory.
+
+    Checks: ``config.json`` is a JSON object; one of `TOKENIZER_FILES` exists; every safetensors
+    weight file (``model.safetensors``, or the shards named by ``model.safetensors.index.json``)
+    has a readable header and exactly the size the header implies (8 + header + data bytes).
+    """
+    path = Path(path)
+    config = path / "config.json"
+    try:
+        cfg = json.loads(config.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{path} is not a model directory (no config.json)") from None
+    except UnicodeDecodeError:
+        raise ModelError(f"{config}: not valid JSON (not UTF-8 text)") from None
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{config}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    if not isinstance(cfg, dict):
+        raise ModelError(f"{config}: must be a JSON object, got {type(cfg).__name__}")
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelError(f"{path}: no tokenizer files (expected one of {', '.join(TOKENIZER_FILES)})")
+    for weights in _safetensors_files(path):
+        _check_safetensors(weights)
+
+
+def _safetensors_files(path: Path) -> list[Path]:
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ModelError(f"{index}: not a valid weight index ({type(exc).__name__}: {exc})") from None
+        return [path / name for name in shards]
+    single = path / "model.safetensors"
+    return [single] if single.exists() else []
+
+
+def _check_safetensors(file: Path) -> None:
+    """The safetensors layout: 8-byte little-endian header length n, n bytes of JSON, then the data."""
+    if not file.is_file():
+        raise ModelError(f"{file}: weight file is missing")
+    size = file.stat().st_size
+    with open(file, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise ModelError(f"{file}: truncated weight file ({size} bytes, no header)")
+        n = int.from_bytes(head, "little")
+        if n > size - 8:
+            raise ModelError(f"{file}: truncated weight file ({size} bytes, header alone needs {8 + n})")
+        try:
+            header = json.loads(fh.read(n))
+            end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+            raise ModelError(f"{file}: damaged weight file (its header is not valid safetensors JSON)") from None
+    if size != 8 + n + end:
+        state = "truncated" if size < 8 + n + end else "damaged"
+        raise ModelError(f"{file}: {state} weight file ({size} bytes, its header says {8 + n + end})")
+
+
+def context_length(model_or_config) -> int | None:
+    """The number of positions the model takes (``max_position_embeddings``), None if it does not say."""
+    config = getattr(model_or_config, "config", model_or_config)
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def _load_tokenizer(path: Path):

@@ -1,12 +1,13 @@
-"""Verifiable rewards with a registry. Model text is parsed, never evaluated.
+"""Verifiable rewards with a registry; untrusted parsing runs in killable worker processes.
 
 A reward is ``fn(completion: str, example: Example) -> float`` in [0, 1]; the built-ins are binary.
 The completion is what the model generated after the prompt (EOS removed by the caller). An
-example's ``task`` picks its reward; register more with ``@register_reward("name")``.
+example's ``task`` picks its reward; register more with ``@register_reward("name")``. Score through
+`score` / `score_batch`: they apply the isolation below (calling a registry entry directly does not).
 
 - ``arithmetic``: the first line of the completion, stripped, must be an integer literal (ASCII
   digits with an optional sign, leading zeros allowed, at most 20 characters; no decimal point,
-  no expression) equal to ``int(example.answer)``.
+  no expression) equal to ``int(example.answer)``. Runs in process (a regex and `int`).
 - ``countdown``: the first line, stripped, must be an expression over non-negative integer
   literals with binary + - * /, parentheses and spaces (no unary sign, no other operator, no
   leading zeros), using each of ``meta["numbers"]`` exactly once (as a multiset) and equal to
@@ -15,11 +16,22 @@ example's ``task`` picks its reward; register more with ``@register_reward("name
   evaluates over `fractions.Fraction`; no ``eval``, ``exec``, ``compile`` or `ast`. The work is bounded
   up front: at most `MAX_EXPR_CHARS` characters, `MAX_NODES` numbers plus operators, parentheses
   nested at most `MAX_DEPTH` deep, literals at most `MAX_LITERAL`. Division by zero scores 0.
-- ``math``: `math_verify` equivalence of the whole completion (its last `MATH_MAX_CHARS`
-  characters) with ``example.answer``; the answer is parsed as LaTeX math (wrapped in ``$…$``
-  unless it already has ``$`` or ``\\boxed``). math_verify's timeouts use ``signal.alarm``, which
-  works only in the main thread, so they are `MATH_TIMEOUT_S` seconds there and off elsewhere
-  (off-main-thread calls are bounded only by the length cap). Any error scores 0.
+  Runs in process.
+- ``math``: `math_verify` equivalence of the completion's last `MATH_MAX_CHARS` characters with
+  ``example.answer`` (parsed as LaTeX math, wrapped in ``$…$`` unless it already has ``$`` or
+  ``\\boxed``). What happens to the model's text: math_verify extracts candidate answers with
+  regular expressions (``\\boxed{…}``, ``$…$`` and ``\\[…\\]`` spans, "answer is …" phrases, bare
+  numbers); LaTeX candidates are converted to sympy by latex2sympy2_extended (an ANTLR parser,
+  no eval), while plain-expression candidates, filtered by math_verify's regex to digits,
+  operators and a few symbols, go to sympy's ``parse_expr``, which calls Python ``eval`` on the
+  transformed text. Sympy then simplifies and compares. That is why this reward never runs in the
+  trainer's process: it runs in a `llm.verify_pool.VerifierPool` worker, and a completion still
+  being scored after `MATH_TIMEOUT_S` seconds (e.g. ``\\boxed{9^{9^{9}}}``, one C-level power) has its
+  worker killed and scores the fallback 0; `score_batch` counts these as ``timeouts``. This works
+  from any thread. Any other error also scores 0.
+
+Register a reward with ``isolated=True`` to run it the same way (it must then be an importable
+module-level function, and its example picklable).
 """
 
 from __future__ import annotations
@@ -30,11 +42,15 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .data import Example
+from .verify_pool import PoolStats, VerifierPool
+
+if TYPE_CHECKING:  # data imports this module at run time (for the registry), never the reverse
+    from .data import Example
 
 __all__ = [
     "MATH_MAX_CHARS",
@@ -44,7 +60,9 @@ __all__ = [
     "MAX_LITERAL",
     "MAX_NODES",
     "REWARDS",
+    "VERIFIER_WORKERS",
     "RewardFn",
+    "Scores",
     "arithmetic_reward",
     "countdown_reward",
     "extract_answer",
@@ -53,12 +71,16 @@ __all__ = [
     "register_reward",
     "safe_arithmetic",
     "score",
+    "score_batch",
+    "verifier_stats",
 ]
 
 log = logging.getLogger(__name__)
 
-RewardFn = Callable[[str, Example], float]
+RewardFn = Callable[[str, "Example"], float]
 REWARDS: dict[str, RewardFn] = {}
+ISOLATED: set[str] = set()
+"""Tasks whose reward runs in a verifier worker under the `MATH_TIMEOUT_S` deadline."""
 
 MAX_INT_CHARS = 20
 MAX_EXPR_CHARS = 100
@@ -66,7 +88,10 @@ MAX_NODES = 64
 MAX_DEPTH = 32
 MAX_LITERAL = 10**6
 MATH_MAX_CHARS = 1000
-MATH_TIMEOUT_S = 2
+MATH_TIMEOUT_S = 2.0
+"""Hard per-completion deadline (seconds) of an isolated reward; past it the worker is killed, the score is 0."""
+VERIFIER_WORKERS = 1
+"""Worker processes of the verifier pool (read when the pool starts, on the first isolated score)."""
 
 _INT = re.compile(r"[+-]?[0-9]+")
 _TOKEN = re.compile(r"[0-9]+|[-+*/()]")
@@ -74,13 +99,20 @@ _COUNTDOWN_PROMPT = re.compile(r"\s*([0-9]+(?: +[0-9]+)*)\s*-?>\s*([0-9]+)\s*:?\
 
 
 # ------------------------------------------------------------------ registry
-def register_reward(name: str) -> Callable[[RewardFn], RewardFn]:
-    """Decorator adding a reward under ``name``; a name already taken raises ValueError."""
+def register_reward(name: str, *, isolated: bool = False) -> Callable[[RewardFn], RewardFn]:
+    """Decorator adding a reward under ``name``; a name already taken raises ValueError.
+
+    ``isolated``: `score` runs it in a verifier worker process under the `MATH_TIMEOUT_S` deadline.
+    """
 
     def deco(fn: RewardFn) -> RewardFn:
         if name in REWARDS:
             raise ValueError(f"reward {name!r} is already registered")
+        if isolated and "<" in getattr(fn, "__qualname__", "<"):
+            raise ValueError(f"isolated reward {name!r} must be a module-level function (a worker imports it by name)")
         REWARDS[name] = fn
+        if isolated:
+            ISOLATED.add(name)
         return fn
 
     return deco
@@ -93,17 +125,75 @@ def get_reward(name: str) -> RewardFn:
     return REWARDS[name]
 
 
-def score(completions: list[str], examples: list[Example]) -> list[float]:
-    """The reward of each completion under its example's task; each must be a float in [0, 1]."""
+@dataclass(frozen=True)
+class Scores:
+    """The rewards of one batch and how many completions scored the fallback 0 in a verifier worker.
+
+    ``timeouts``: killed at the `MATH_TIMEOUT_S` deadline; ``crashes``: the worker died on its own.
+    The trainer can log both as metrics (e.g. ``verifier_timeouts``).
+    """
+
+    rewards: list[float]
+    timeouts: int = 0
+    crashes: int = 0
+
+
+_POOL: VerifierPool | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> VerifierPool:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = VerifierPool(VERIFIER_WORKERS, preload=("llm.reward", "math_verify"))
+        return _POOL
+
+
+def verifier_stats() -> PoolStats:
+    """Fallback scores of the verifier pool since the process started (a copy: timeouts, crashes)."""
+    return PoolStats(_POOL.stats.timeouts, _POOL.stats.crashes) if _POOL is not None else PoolStats()
+
+
+def score_batch(completions: list[str], examples: list[Example]) -> Scores:
+    """The reward of each completion under its example's task, with the verifier pool's fallback counts.
+
+    In-process rewards are called directly; the `ISOLATED` ones (``math``) go to the verifier pool,
+    each completion under a hard `MATH_TIMEOUT_S` deadline. Each reward must be a float in [0, 1].
+    """
     if len(completions) != len(examples):
         raise ValueError(f"{len(completions)} completions for {len(examples)} examples")
-    out = []
-    for completion, ex in zip(completions, examples, strict=True):
-        r = float(get_reward(ex.task)(completion, ex))
-        if not (math.isfinite(r) and 0.0 <= r <= 1.0):
-            raise ValueError(f"reward {ex.task!r} returned {r}, outside [0, 1]")
-        out.append(r)
-    return out
+    out: list[float] = [0.0] * len(completions)
+    isolated: dict[str, list[int]] = {}
+    for i, (completion, ex) in enumerate(zip(completions, examples, strict=True)):
+        fn = get_reward(ex.task)
+        if ex.task in ISOLATED:
+            isolated.setdefault(ex.task, []).append(i)
+        else:
+            out[i] = _checked(ex.task, fn(completion, ex))
+    stats = PoolStats()
+    for task, rows in isolated.items():
+        values, batch = _pool().map(
+            REWARDS[task], [(completions[i], examples[i]) for i in rows], deadline_s=MATH_TIMEOUT_S, fallback=0.0
+        )
+        stats += batch
+        for i, value in zip(rows, values, strict=True):
+            out[i] = _checked(task, value)
+    if stats.timeouts or stats.crashes:
+        log.info("verifier: %d completions timed out, %d crashed; each scored 0", stats.timeouts, stats.crashes)
+    return Scores(out, stats.timeouts, stats.crashes)
+
+
+def score(completions: list[str], examples: list[Example]) -> list[float]:
+    """The reward of each completion under its example's task (`score_batch` without the counts)."""
+    return score_batch(completions, examples).rewards
+
+
+def _checked(task: str, value: Any) -> float:
+    r = float(value)
+    if not (math.isfinite(r) and 0.0 <= r <= 1.0):
+        raise ValueError(f"reward {task!r} returned {r}, outside [0, 1]")
+    return r
 
 
 def extract_answer(completion: str) -> str:
@@ -264,39 +354,45 @@ def countdown_reward(completion: str, example: Example) -> float:
 
 
 # ---------------------------------------------------------------------- math
-def _timeout() -> int | None:
-    """math_verify's signal-based timeout: only usable in the main thread."""
-    return MATH_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
+def _not_timeout_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Timeout is disabled")
+
+
+# math_verify warns that its signal timeouts are off; the verifier worker's kill replaces them.
+for _name in ("math_verify.parser", "math_verify.grader"):
+    logging.getLogger(_name).addFilter(_not_timeout_notice)
 
 
 @lru_cache(maxsize=4096)
-def _parse_gold(answer: str, timeout: int | None) -> tuple[Any, ...]:
+def _parse_gold(answer: str) -> tuple[Any, ...]:
     from math_verify import parse
 
     latex = answer if "$" in answer or "\\boxed" in answer else f"${answer}$"
-    gold = parse(latex, parsing_timeout=timeout) or parse(answer, parsing_timeout=timeout)
+    gold = parse(latex, parsing_timeout=None) or parse(answer, parsing_timeout=None)
     if not gold:
         raise _Rejected("gold answer does not parse")  # not cached: lru_cache skips exceptions
     return tuple(gold)
 
 
-@register_reward("math")
+@register_reward("math", isolated=True)
 def math_reward(completion: str, example: Example) -> float:
-    """1 iff math_verify finds the completion equivalent to the answer; 0 on any error or timeout."""
+    """1 iff math_verify finds the completion equivalent to the answer; 0 on any error.
+
+    Unbounded in time when called directly: `score` runs it in a verifier worker with a deadline.
+    math_verify's own ``signal.alarm`` timeouts are off (the worker is killed instead).
+    """
     from math_verify import parse, verify
-    from math_verify.errors import TimeoutException
 
     text = completion.strip()[-MATH_MAX_CHARS:]
     if not text or not example.answer.strip():
         return 0.0
-    timeout = _timeout()
     try:
-        gold = _parse_gold(example.answer.strip(), timeout)
-        pred = parse(text, parsing_timeout=timeout)
-        return float(bool(pred) and verify(list(gold), pred, timeout_seconds=timeout))
+        gold = _parse_gold(example.answer.strip())
+        pred = parse(text, parsing_timeout=None)
+        return float(bool(pred) and verify(list(gold), pred, timeout_seconds=None))
     except _Rejected:
         log.warning("math answer %r does not parse; every completion scores 0", example.answer[:80])
         return 0.0
-    except (Exception, TimeoutException) as exc:  # math_verify raises many parser errors on junk
+    except Exception as exc:  # math_verify raises many parser errors on junk
         log.debug("math_verify failed on %r: %s", text[:80], exc)
         return 0.0

@@ -11,26 +11,44 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-from .runner import DEFAULT_TIMEOUT, CheckResult, Verdict, registered_checks
+from .runner import DEFAULT_TIMEOUT, CheckResult, Verdict, registered_checks, run_many
 
 __all__ = ["format_table", "main"]
 
 _DETAIL_WIDTH = 110
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line on stderr (exit status 2)."""
+
+    def error(self, message: str):
+        _fail(f"{self.prog}: {message}")
+        raise SystemExit(2)
+
+
+def _seconds(text: str) -> float:
+    """A positive finite number of seconds (``inf``, ``nan``, zero and negatives are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive finite number of seconds, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number of seconds, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m proofs", description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--only", metavar="NAME", help="run only checks whose name contains NAME (case-insensitive)"
-    )
+    p = _Parser(prog="python -m proofs", description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", metavar="NAME", help="run only checks whose name contains NAME (case-insensitive)")
     p.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help=f"per-check time limit; a check past it is UNDECIDED (default {DEFAULT_TIMEOUT:g})",
@@ -78,27 +96,32 @@ def _emit(text: str) -> None:
         print(text.encode(enc, errors="replace").decode(enc), flush=True)
 
 
+def _fail(text: str) -> None:
+    """One line on stderr."""
+    print(text, file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the checks selected by ``argv``; print the table; return the exit status."""
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error, already reported in one line
+        return int(exc.code or 0)
     if args.verbose:
         logging.basicConfig(
             level=logging.DEBUG if args.verbose > 1 else logging.INFO,
             format="%(levelname)s %(name)s: %(message)s",
         )
-    if args.timeout is not None and not args.timeout > 0:
-        _emit(f"--timeout must be > 0 seconds, got {args.timeout}")
-        return 2
     checks = registered_checks(args.only)
     if args.list:
         for check in checks:
             _emit(check.name)
         return 0
     if not checks:
-        _emit(f"no check name contains {args.only!r}; use --list to see them")
+        _fail(f"no check name contains {args.only!r}; use --list to see them")
         return 2
     start = time.perf_counter()
-    results = [check.run(args.timeout) for check in checks]
+    results = run_many(checks, args.timeout)
     wall = time.perf_counter() - start
     _emit(format_table(results, None if args.wide else _DETAIL_WIDTH))
     counts = Counter(r.verdict for r in results)
@@ -110,7 +133,11 @@ def main(argv: list[str] | None = None) -> int:
             "timeout": args.timeout,
             "only": args.only,
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        try:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        except OSError as exc:
+            _fail(f"--json: cannot write {args.json}: {exc.strerror or exc}")
+            return 2
     failed = counts.get(Verdict.FAIL, 0) + (counts.get(Verdict.UNDECIDED, 0) if args.strict else 0)
     return 1 if failed else 0

@@ -8,18 +8,29 @@ pair. `run_check` executes it under a wall-clock limit and maps the outcome to a
   comparison is a failed comparison, not an open question);
 - ``UNDECIDED`` when it raises `Undecided` or runs past its time limit.
 
-Time limits: in the main thread a ``SIGALRM`` interval timer raises `CheckTimeout` inside
-the check (it derives from ``BaseException`` so that broad ``except Exception`` blocks in
-sympy cannot swallow it). Elsewhere — or where ``signal.setitimer`` does not exist — the
-check runs in a daemon thread that is abandoned (not killed) when the limit passes.
+Time limits are hard: where ``os.fork`` exists (Linux, macOS) checks run in a forked child
+process, which is killed when a check's limit passes, from whichever thread called — so even one
+C-level computation (``9**9**9``) is stopped at the deadline and reported UNDECIDED. The child
+inherits the registry and sympy's state and sends back each `CheckResult`; a child that dies
+without one (e.g. out of memory) is a FAIL naming its exit status. `run_check` forks per check
+(a few milliseconds); `run_many` (used by ``python -m proofs``) forks once for a whole run and
+again only after a check overran, so checks share sympy's caches as in one process. Without
+``fork``, the main thread uses a ``SIGALRM`` interval timer that raises `CheckTimeout` inside the
+check (a ``BaseException``, so sympy's broad ``except Exception`` blocks cannot swallow it; it
+cannot interrupt a single C call), and other threads run the check in a daemon thread that is
+abandoned (not killed) when the limit passes.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import multiprocessing
+import os
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from enum import Enum
@@ -39,6 +50,7 @@ __all__ = [
     "registered_checks",
     "run_check",
     "run_checks",
+    "run_many",
 ]
 
 log = logging.getLogger(__name__)
@@ -156,6 +168,58 @@ def _from_exception(name: str, exc: BaseException, seconds: float, timeout: floa
     return CheckResult(name, Verdict.FAIL, seconds, f"error: {type(exc).__name__}: {exc}")
 
 
+_MAX_WAIT_S = 3600.0
+"""Longest single wait on the child (a poll of 1e12 s overflows the C timer; longer limits loop)."""
+
+
+def _run_one(name: str, fn: CheckFn, timeout: float) -> CheckResult:
+    """The check's result, its time measured inside whatever runs it."""
+    start = time.perf_counter()
+    try:
+        outcome = fn()
+    except (CheckTimeout, Exception) as exc:
+        return _from_exception(name, exc, time.perf_counter() - start, timeout)
+    return _normalise(name, outcome, time.perf_counter() - start)
+
+
+def _child(name: str, fn: CheckFn, timeout: float, conn) -> None:
+    try:
+        conn.send(_run_one(name, fn, timeout))
+    finally:
+        conn.close()
+
+
+def _run_in_process(name: str, fn: CheckFn, timeout: float) -> CheckResult:
+    """Run the check in a forked child; kill it at the deadline (UNDECIDED)."""
+    ctx = multiprocessing.get_context("fork")
+    receiver, sender = ctx.Pipe(duplex=False)
+    start = time.perf_counter()
+    with warnings.catch_warnings():  # Python >= 3.12 warns on fork with threads alive; the child only computes
+        warnings.simplefilter("ignore", DeprecationWarning)
+        proc = ctx.Process(target=_child, args=(name, fn, timeout, sender), name=f"proofs-check-{name}", daemon=True)
+        proc.start()
+    sender.close()
+    deadline = time.monotonic() + timeout
+    try:
+        while not (ready := receiver.poll(min(max(deadline - time.monotonic(), 0.0), _MAX_WAIT_S))):
+            if time.monotonic() >= deadline:
+                break
+        if ready:
+            try:
+                return receiver.recv()
+            except EOFError:
+                proc.join()
+                return CheckResult(
+                    name, Verdict.FAIL, time.perf_counter() - start, f"check process died (exit status {proc.exitcode})"
+                )
+        return CheckResult(name, Verdict.UNDECIDED, time.perf_counter() - start, f"timed out after {timeout:g} s")
+    finally:
+        receiver.close()
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+
+
 def _can_use_alarm() -> bool:
     return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
 
@@ -195,10 +259,11 @@ def _run_in_thread(fn: CheckFn, timeout: float) -> Any:
 
 
 def run_check(fn: CheckFn, timeout: float | None = DEFAULT_TIMEOUT, name: str = "") -> CheckResult:
-    """Run one check under a wall-clock limit of ``timeout`` seconds (None: no limit).
+    """Run one check under a wall-clock limit of ``timeout`` seconds (None: no limit, in process).
 
-    Never raises for the check's own errors and never hangs past the limit (in thread mode
-    an overrunning check keeps running in its abandoned daemon thread).
+    Never raises for the check's own errors and never runs past the limit: the forked child is
+    killed (where fork is unavailable, see the module notes). A ``timeout`` that is not a positive
+    finite number is a FAIL naming it.
     """
     if not name:
         name = getattr(fn, "check_name", "") or getattr(fn, "__name__", "check")
@@ -206,8 +271,12 @@ def run_check(fn: CheckFn, timeout: float | None = DEFAULT_TIMEOUT, name: str = 
     try:
         if timeout is None:
             outcome = fn()
-        elif timeout <= 0:
-            raise ValueError(f"timeout must be > 0 seconds or None, got {timeout!r}")
+        elif not (isinstance(timeout, int | float) and timeout > 0 and math.isfinite(timeout)):
+            raise ValueError(f"timeout must be a positive finite number of seconds or None, got {timeout!r}")
+        elif hasattr(os, "fork"):
+            result = _run_in_process(name, fn, timeout)
+            log.debug("%s: %s in %.3f s", result.name, result.verdict.value, result.seconds)
+            return result
         elif _can_use_alarm():
             outcome = _run_with_alarm(fn, timeout)
         else:
@@ -228,9 +297,12 @@ class Check:
     fn: CheckFn
     timeout: float | None = None
 
+    def limit(self, timeout: float | None = DEFAULT_TIMEOUT) -> float | None:
+        """The time limit this check runs under: the smaller of ``timeout`` and its own."""
+        return timeout if self.timeout is None or timeout is None else min(timeout, self.timeout)
+
     def run(self, timeout: float | None = DEFAULT_TIMEOUT) -> CheckResult:
-        limit = timeout if self.timeout is None or timeout is None else min(timeout, self.timeout)
-        return run_check(self.fn, limit, self.name)
+        return run_check(self.fn, self.limit(timeout), self.name)
 
 
 _REGISTRY: dict[str, Check] = {}
@@ -271,5 +343,72 @@ def registered_checks(only: str | None = None) -> list[Check]:
 
 
 def run_checks(only: str | None = None, timeout: float | None = DEFAULT_TIMEOUT) -> list[CheckResult]:
-    """Run the registered checks (filtered by ``only``), each under ``timeout`` seconds."""
-    return [check.run(timeout) for check in registered_checks(only)]
+    """Run the registered checks (filtered by ``only``), each under ``timeout`` seconds (see `run_many`)."""
+    return run_many(registered_checks(only), timeout)
+
+
+def run_many(checks: list[Check], timeout: float | None = DEFAULT_TIMEOUT) -> list[CheckResult]:
+    """Run ``checks`` in order, each under its limit, as `Check.run` would, but forking once for all.
+
+    One forked child runs the checks one after another and reports each result (so they share
+    sympy's caches, as in one process); each check's limit starts when the previous one reports.
+    A check past its limit has the child killed (UNDECIDED), a child that dies fails its check,
+    and a fresh child takes the rest. Without ``fork``, or with ``timeout`` None or not a positive
+    finite number, this is ``[check.run(timeout) for check in checks]``.
+    """
+    valid = isinstance(timeout, int | float) and timeout > 0 and math.isfinite(timeout)
+    if not hasattr(os, "fork") or not valid:
+        return [check.run(timeout) for check in checks]
+    results: list[CheckResult] = []
+    while len(results) < len(checks):
+        results += _run_batch(checks[len(results) :], timeout)
+    return results
+
+
+def _batch_child(checks: list[Check], timeout: float, conn) -> None:
+    try:
+        for check in checks:
+            conn.send(_run_one(check.name, check.fn, check.limit(timeout)))
+    finally:
+        conn.close()
+
+
+def _run_batch(checks: list[Check], timeout: float) -> list[CheckResult]:
+    """Results of a prefix of ``checks`` (at least one) from one forked child."""
+    ctx = multiprocessing.get_context("fork")
+    receiver, sender = ctx.Pipe(duplex=False)
+    with warnings.catch_warnings():  # see _run_in_process
+        warnings.simplefilter("ignore", DeprecationWarning)
+        proc = ctx.Process(target=_batch_child, args=(checks, timeout, sender), name="proofs-checks", daemon=True)
+        proc.start()
+    sender.close()
+    results: list[CheckResult] = []
+    try:
+        for check in checks:
+            limit = check.limit(timeout)
+            start = time.perf_counter()
+            deadline = time.monotonic() + limit
+            while not (ready := receiver.poll(min(max(deadline - time.monotonic(), 0.0), _MAX_WAIT_S))):
+                if time.monotonic() >= deadline:
+                    break
+            if not ready:
+                results.append(
+                    CheckResult(
+                        check.name, Verdict.UNDECIDED, time.perf_counter() - start, f"timed out after {limit:g} s"
+                    )
+                )
+                return results
+            try:
+                results.append(receiver.recv())
+            except EOFError:
+                proc.join()
+                detail = f"check process died (exit status {proc.exitcode})"
+                results.append(CheckResult(check.name, Verdict.FAIL, time.perf_counter() - start, detail))
+                return results
+            log.debug("%s: %s in %.3f s", check.name, results[-1].verdict.value, results[-1].seconds)
+        return results
+    finally:
+        receiver.close()
+        if proc.is_alive():
+            proc.kill()
+        proc.join()

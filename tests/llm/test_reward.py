@@ -276,6 +276,16 @@ def test_math_is_bounded_in_time(monkeypatch):
     assert time.perf_counter() - t0 < 4
 
 
+def test_math_runs_isolated_and_reports_counts():
+    assert "math" in reward_mod.ISOLATED and "arithmetic" not in reward_mod.ISOLATED
+    scores = reward_mod.score_batch(["\\boxed{4}", "42", "\\boxed{5}"], [MATH_4, ARITH, MATH_4])
+    assert scores.rewards == [1.0, 1.0, 0.0]
+    assert (scores.timeouts, scores.crashes) == (0, 0)
+    with pytest.raises(ValueError, match="isolated reward 'test_iso' must be a module-level function"):
+        register_reward("test_iso", isolated=True)(lambda c, e: 0.0)
+    assert "test_iso" not in REWARDS
+
+
 # ------------------------------------------------------------------ registry
 def test_registry():
     assert {"arithmetic", "countdown", "math"} <= set(REWARDS)

@@ -96,8 +96,8 @@ def test_a_few_steps_change_the_model_and_log_everything(tiny_model_dir, data_fi
     assert any(r["clip_frac"] > 0 or r["ppo_kl"] != 0 for r in logged[1:])  # off-policy updates happened
     assert (tmp_path / "run" / "checkpoints" / "latest").read_text().strip() == "step_000006"
     assert list((tmp_path / "run" / "tb").glob("events.*"))
-    state = json.loads((tmp_path / "run" / "checkpoints" / "step_000006" / "controller.json").read_text())
-    assert state["step"] == 6
+    lever = json.loads((tmp_path / "run" / "checkpoints" / "step_000006" / "lever.json").read_text())
+    assert lever["state"]["controller"]["step"] == 6
 
 
 def test_resume_is_bit_exact(tiny_model_dir, data_file, tmp_path):

@@ -12,6 +12,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from proofs import pi_control, runner
 from proofs.cli import format_table, main
@@ -73,7 +74,7 @@ def test_timeout_is_undecided_and_strict_fails(monkeypatch, capsys):
 
 def test_no_match_and_list(capsys):
     assert main(["--only", "no such check anywhere"]) == 2
-    assert "no check name contains" in capsys.readouterr().out
+    assert "no check name contains" in capsys.readouterr().err
     assert main(["--list", "--only", "lemma a"]) == 0
     listed = capsys.readouterr().out.splitlines()
     assert listed and all(line.startswith("Lemma A") for line in listed)
@@ -81,7 +82,30 @@ def test_no_match_and_list(capsys):
 
 def test_bad_timeout_is_rejected(capsys):
     assert main(["--timeout", "0"]) == 2
-    assert "--timeout" in capsys.readouterr().out
+    assert "--timeout" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-1", "1e999", "ten"])
+def test_non_finite_or_bad_timeout_is_one_line_on_stderr(capsys, value):
+    assert main([f"--timeout={value}"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip() == (
+        f"python -m proofs: argument --timeout: must be a positive finite number of seconds, got {value!r}"
+    )
+
+
+def test_huge_finite_timeout_is_accepted(capsys):
+    assert main(["--only", "Lemma A: dH/dz (numeric", "--timeout", "1e300"]) == 0
+    assert "1 checks: 1 PASS" in capsys.readouterr().out
+
+
+def test_unwritable_json_path_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["--only", "Lemma A: dH/dz (numeric", "--json", str(blocker / "sub" / "r.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"--json: cannot write {blocker / 'sub' / 'r.json'}: ") and "\n" not in err
 
 
 def test_format_table_clips_detail():

@@ -1,4 +1,4 @@
-"""The check runner: verdict mapping, time limits (signal and thread mode), the registry.
+"""The check runner: verdict mapping, time limits (forked child; signal and thread mode without fork), the registry.
 
 Run: python -m pytest tests/proofs/test_runner.py
 """
@@ -118,6 +118,22 @@ def test_thread_mode_passes_results_and_errors_through():
     worker.join(5)
     assert box["ok"].verdict is Verdict.PASS
     assert box["err"].verdict is Verdict.FAIL
+
+
+def test_without_fork_main_thread_uses_the_alarm_and_others_a_thread(monkeypatch):
+    import os
+
+    monkeypatch.delattr(os, "fork")
+    start = time.perf_counter()
+    r = run_check(slow_sympy, timeout=0.5, name="slow")
+    assert (r.verdict, r.detail) == (Verdict.UNDECIDED, "timed out after 0.5 s")
+    assert time.perf_counter() - start < 2.0
+    box: dict[str, CheckResult] = {}
+    worker = threading.Thread(target=lambda: box.update(r=run_check(slow_sleeper, timeout=0.3, name="t")))
+    worker.start()
+    worker.join(5)
+    assert box["r"].verdict is Verdict.UNDECIDED
+    assert run_check(lambda: 1 / 0, timeout=1, name="e").verdict is Verdict.FAIL
 
 
 def test_nonpositive_timeout_is_a_failed_check():
