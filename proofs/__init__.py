@@ -7,13 +7,14 @@ Modules (importing this package registers all their checks):
 - `proofs.p_control`: P loop e_t = (1 − k kp)^t (e_0 − e_ss) + e_ss, stable iff 0 < k kp < 2.
 - `proofs.pi_control`: PI loop fixed point e* = 0, charpoly, stability region (bilinear map).
 - `proofs.high_prob`: τ ≥ 1/2 makes the actuator sign-definite (effect has the sign of −α).
+- `proofs.robustness`: measurement delay, a step-to-step varying gain, noise, ramp drift.
 
 `python -m proofs` runs them all and prints a table (see `proofs.cli`).
 """
 
 # isort: off
 # import order is report order: one theorem after another
-from . import lemma_a, lemma_b, p_control, pi_control, high_prob
+from . import lemma_a, lemma_b, p_control, pi_control, high_prob, robustness
 
 # isort: on
 from .runner import (
@@ -47,6 +48,7 @@ __all__ = [
     "pi_control",
     "register_check",
     "registered_checks",
+    "robustness",
     "run_check",
     "run_checks",
 ]
