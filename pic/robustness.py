@@ -176,8 +176,12 @@ def common_lyapunov(kp: float, ki: float, k_lo: float, k_hi: float, *, starts: i
     starts_theta += [(rng.uniform(-2, 2), rng.uniform(-3, 5)) for _ in range(starts)]
     best, best_val = None, -np.inf
     for theta0 in starts_theta:
-        res = minimize(lambda th: -margin(th), np.asarray(theta0, float), method="Nelder-Mead",
-                       options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 2000})
+        res = minimize(
+            lambda th: -margin(th),
+            np.asarray(theta0, float),
+            method="Nelder-Mead",
+            options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 2000},
+        )
         if -res.fun > best_val:
             best, best_val = res.x, -res.fun
     if best is None or best_val <= 0:

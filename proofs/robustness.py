@@ -138,9 +138,13 @@ def check_delay_jury_sympy(
     got_j = np.logical_and.reduce([np.asarray(v, bool) for v in jury(kp_n, ki_n, 1.0).values()])
     got_s = np.asarray(is_stable(kp_n, ki_n, 1.0, delay=1), dtype=bool)
     # independent ground truth: numpy roots of the cubic
-    roots = np.array([np.abs(np.roots([1, -2, 1 + a, c - a])).max() for a, c in zip(kp_n[:3000], ki_n[:3000])])
+    roots = np.array(
+        [np.abs(np.roots([1, -2, 1 + a, c - a])).max() for a, c in zip(kp_n[:3000], ki_n[:3000], strict=True)]
+    )
     clear = np.abs(roots - 1) > 1e-7
-    ev.require("Routh–Hurwitz = pic Jury conditions", np.array_equal(want, got_j), f"{int((want != got_j).sum())} differ")
+    ev.require(
+        "Routh–Hurwitz = pic Jury conditions", np.array_equal(want, got_j), f"{int((want != got_j).sum())} differ"
+    )
     ev.require("= is_stable(delay=1)", np.array_equal(want, got_s), f"{int((want != got_s).sum())} differ")
     ev.require("= max|root| < 1", np.array_equal(want[:3000][clear], roots[clear] < 1))
     frac_d1 = float(want.mean())
@@ -149,9 +153,7 @@ def check_delay_jury_sympy(
     # P loop with one step of delay: z² − z + K_p ⇒ 0 < K_p < 1
     x = sp.Symbol("x", real=True)
     pc2, pc1, pc0 = _bilinear(_Z**2 - _Z + x, 2)
-    region = sp.Intersection(
-        *(sp.solve_univariate_inequality(c > 0, x, relational=False) for c in (pc2, pc1, pc0))
-    )
+    region = sp.Intersection(*(sp.solve_univariate_inequality(c > 0, x, relational=False) for c in (pc2, pc1, pc0)))
     ev.require("P, d=1: 0 < K_p < 1", region == sp.Interval.open(0, 1), f"solver gave {region}")
     p_grid = np.arange(1, 48) / 16
     bad = int((np.asarray(is_stable(p_grid, 0.0, 1.0, delay=1), bool) != (p_grid < 1)).sum())
@@ -231,7 +233,9 @@ def check_varying_gain(
         rng = np.random.default_rng(14)
         mult = rng.choice([0.8, 1.25], size=(600, 64))
         e = simulate_delayed(np.full(64, kp), ki, 1.0, 0, steps=600, e0=0.1, k_seq=lambda t: mult[t])
-        ev.require("64 random switching sequences decay", float(np.abs(e[-1]).max()) < 1e-6, f"{np.abs(e[-1]).max():.1e}")
+        ev.require(
+            "64 random switching sequences decay", float(np.abs(e[-1]).max()) < 1e-6, f"{np.abs(e[-1]).max():.1e}"
+        )
     return ev.result(
         f"K_p = 0.6, K_i = 0.3: frozen k ∈ [1/3, 3] stable, cycle 3,⅓,⅓,⅓ grows ×{growth:.3f}/step "
         f"(simulated ×{rate:.3f}); common P ≻ 0 certifies k ∈ [0.8, 1.25]"
