@@ -25,7 +25,9 @@ _DETAIL_WIDTH = 110
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m proofs", description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", metavar="NAME", help="run only checks whose name contains NAME (case-insensitive)")
+    p.add_argument(
+        "--only", metavar="NAME", help="run only checks whose name contains NAME (case-insensitive)"
+    )
     p.add_argument(
         "--timeout",
         type=float,
