@@ -49,7 +49,7 @@ import itertools
 
 import numpy as np
 
-from .validation import need
+from .validation import is_finite_number, need
 
 __all__ = [
     "common_lyapunov",
@@ -73,31 +73,47 @@ def _check_delay(delay) -> int:
     return int(delay)
 
 
-def delayed_char_poly(kp, ki, k, delay: int = 0) -> np.ndarray:
+def delayed_char_poly(kp, ki, k, delay: int = 0, memory: float = 0.0) -> np.ndarray:
     """Coefficients (highest power first) of the loop polynomial, shape (..., n + 1).
 
-    PI (ki ≠ 0): z^d (z − 1)² + K_p (z − 1) + K_i, degree d + 2.
+    PI (ki ≠ 0): z^d (z − 1)² + K_p (z − 1) + K_i, degree n = d + 2.
     P (ki = 0): z^d (z − 1) + K_p, padded with a leading 0 to the same length.
+
+    ``memory`` β > 0: a plant with first-order memory, ΔH_t = b − k·Σ_j β^j α_{t−j} (k the
+    response to one step of α; Adam's first moment gives β ≈ β₁). Then (degree n = d + 3)::
+
+        PI: z^d (z − 1)² (z − β) + z (K_p (z − 1) + K_i),    P: z^d (z − 1)(z − β) + K_p z
     """
     d = _check_delay(delay)
+    need(is_finite_number(memory) and 0 <= memory < 1, "memory", "a number in [0, 1)", memory)
     kp, ki, k = _arrays(kp, ki, k)
     kkp, kki = k * kp, k * ki
-    n = d + 2
-    pi = np.zeros((*kp.shape, n + 1))
-    pi[..., 0], pi[..., 1], pi[..., 2] = 1.0, -2.0, 1.0
-    pi[..., n - 1] += kkp
-    pi[..., n] += kki - kkp
+    shape = kp.shape
+    if memory == 0:
+        base_pi, base_p = np.array([1.0, -2.0, 1.0]), np.array([1.0, -1.0])
+        lin_pi = [(d + 1, kkp), (d + 2, kki - kkp)]  # (index from the top, coefficient)
+        lin_p = [(d + 1, kkp)]
+    else:
+        base_pi = np.polymul([1.0, -2.0, 1.0], [1.0, -memory])
+        base_p = np.polymul([1.0, -1.0], [1.0, -memory])
+        lin_pi = [(d + 1, kkp), (d + 2, kki - kkp)]
+        lin_p = [(d + 1, kkp)]
+    n = len(base_pi) - 1 + d
+    pi = np.zeros((*shape, n + 1))
+    pi[..., : len(base_pi)] = base_pi
+    for i, c in lin_pi:
+        pi[..., i] += c
     p = np.zeros_like(pi)
-    p[..., 1], p[..., 2] = 1.0, -1.0
-    p[..., n] += kkp
+    p[..., 1 : 1 + len(base_p)] = base_p
+    for i, c in lin_p:
+        p[..., i + 1] += c
     return np.where((ki == 0)[..., None], p, pi)
 
 
-def delayed_poles(kp, ki, k, delay: int = 0) -> np.ndarray:
-    """Closed-loop poles with measurement delay ``delay``: eigenvalues of the companion
-    matrix of `delayed_char_poly`; shape (..., d + 2) complex (P loops: d + 1 poles, the
-    last entry NaN)."""
-    coeffs = delayed_char_poly(kp, ki, k, delay)
+def delayed_poles(kp, ki, k, delay: int = 0, memory: float = 0.0) -> np.ndarray:
+    """Closed-loop poles: eigenvalues of the companion matrix of `delayed_char_poly`;
+    shape (..., n) complex (P loops have one pole fewer: their last entry is NaN)."""
+    coeffs = delayed_char_poly(kp, ki, k, delay, memory)
     p_loop = coeffs[..., 0] == 0
     c = np.where(p_loop[..., None], np.roll(coeffs, -1, axis=-1), coeffs)  # monic, P: degree n − 1
     n = c.shape[-1] - 1
@@ -112,13 +128,12 @@ def delayed_poles(kp, ki, k, delay: int = 0) -> np.ndarray:
     return poles
 
 
-def is_stable_delayed(kp, ki, k, delay: int = 0) -> np.ndarray:
-    """True where the loop with measurement delay ``delay`` converges (all poles |z| < 1).
-
-    Gains >= 0 and k > 0 (a non-positive k or kp = ki = 0 is reported unstable).
+def is_stable_delayed(kp, ki, k, delay: int = 0, memory: float = 0.0) -> np.ndarray:
+    """True where the loop with measurement delay ``delay`` (and plant memory ``memory``)
+    converges: all poles |z| < 1. Gains >= 0 and k > 0 (k ≤ 0 or kp = 0 is reported unstable).
     """
     kp, ki, k = _arrays(kp, ki, k)
-    poles = delayed_poles(kp, ki, k, delay)
+    poles = delayed_poles(kp, ki, k, delay, memory)
     rho = np.nanmax(np.abs(poles), axis=-1)
     return (rho < 1.0) & (k > 0) & (k * kp > 0)
 
