@@ -96,11 +96,18 @@ def spectral_radius(kp, ki, k) -> np.ndarray:
     return np.abs(closed_loop_poles(kp, ki, k)).max(axis=-1)
 
 
-def is_stable(kp, ki, k) -> np.ndarray:
+def is_stable(kp, ki, k, *, delay: int = 0, memory: float = 0.0) -> np.ndarray:
     """True where the closed loop converges: Jury conditions for PI, 0 < k·kp < 2 for P.
 
-    Gains must be >= 0 and k > 0 (a non-positive k is reported unstable).
+    Gains must be >= 0 and k > 0 (a non-positive k is reported unstable). ``delay`` d > 0:
+    the controller acts on the measurement of d steps earlier; the poles are then those of
+    z^d (z − 1)² + k·kp (z − 1) + k·ki (`pic.robustness.is_stable_delayed`). ``memory`` β: a
+    plant whose response to α decays like β^j (Adam's momentum), see `pic.robustness`.
     """
+    if delay != 0 or memory != 0:
+        from .robustness import is_stable_delayed
+
+        return is_stable_delayed(kp, ki, k, delay, memory)
     kp, ki, k = _arrays(kp, ki, k)
     pi_ok = np.logical_and.reduce(list(jury_conditions(kp, ki, k).values()))
     p_ok = (k * kp > 0) & (k * kp < 2)

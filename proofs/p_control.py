@@ -83,9 +83,7 @@ def check_closed_form_sympy(
     rel_gap = float((np.abs(got - want)[both] / np.maximum(np.abs(want[both]), 1e-300)).max())
     ev.require("NaN exactly where unstable", nan_mismatch == 0, f"{nan_mismatch} cells differ")
     ev.require("pic e_ss = b/(k·kp)", rel_gap <= 1e-12, f"max rel. gap {rel_gap:.1e}")
-    return ev.result(
-        f"rsolve: e_t = (1 − x)^t (e₀ − b/x) + b/x, x = k·kp; pic e_ss = b/(k·kp) on {kp_g.size} gains"
-    )
+    return ev.result(f"rsolve: e_t = (1 − x)^t (e₀ − b/x) + b/x, x = k·kp; pic e_ss = b/(k·kp) on {kp_g.size} gains")
 
 
 @register_check("P control: 0 < k·kp < 2 (sympy inequality) vs pic.stability.is_stable")
@@ -108,9 +106,7 @@ def check_stability_sympy(is_stable: Callable = stability.is_stable) -> tuple[Ve
 
 
 @register_check("P control: LinearPlant loop = closed form (numeric)")
-def check_linear_plant_numeric(
-    controller_cls: Callable = pic.PIController, tol: float = 1e-10
-) -> tuple[Verdict, str]:
+def check_linear_plant_numeric(controller_cls: Callable = pic.PIController, tol: float = 1e-10) -> tuple[Verdict, str]:
     """`pic.run_loop` with a P controller on `pic.LinearPlant` follows the closed form."""
     ev = Evidence()
     steps = 80
@@ -127,32 +123,49 @@ def check_linear_plant_numeric(
     return ev.result(f"max |e_t − closed form| = {worst:.1e} over {len(cases)} loops × {steps} steps")
 
 
-@register_check("P control: on-policy bandit settles at b/(k·kp) (numeric)")
-def check_on_policy_bandit(
-    controller_cls: Callable = pic.PIController, steps: int = 200, rel_tol: float = 0.35
-) -> tuple[Verdict, str]:
-    """P control of an on-policy exact bandit converges; the error left is the linear
-    prediction b/(k·kp) with k, b identified at the final state (tolerance ``rel_tol``)."""
+def _start_state_identify(bandit, logits, config):
     from sim.identify import local_linearisation
+
+    return local_linearisation(bandit, logits, config)
+
+
+def _lemma_b_gain(bandit, logits, config):
+    from sim.identify import lemma_b_gain
+
+    return lemma_b_gain(bandit, logits, config)
+
+
+@register_check("P control: on-policy bandit settles at b/(k·kp), k and b from the start state (numeric)")
+def check_on_policy_bandit(
+    controller_cls: Callable = pic.PIController,
+    steps: int = 300,
+    rel_tol: float = 0.1,
+    identify: Callable = _start_state_identify,
+    lemma_gain: Callable = _lemma_b_gain,
+) -> tuple[Verdict, str]:
+    """Not circular: k and b are identified *before* the loop runs (open-loop, α = 0, at the
+    start state), kp = 0.5/k_B is set from Lemma B's predicted gain k_B (no plant run), and
+    the settled error of the P loop is compared with b/(k·kp) (``rel_tol``). Lemma B is linked
+    to the plant: the identified k must equal k_B = η·Σ_{π_a>τ} π_a(|A⁺| + |A⁻|)·B(a) within 5 %."""
     from sim.plant import BanditPlant
 
     ev = Evidence()
     op = operating_point()
     cfg = plant_config(1)
-    k0, _ = local_linearisation(op.bandit, op.logits, cfg)
-    kp = 0.5 / float(k0[0])
+    k0, b0 = (float(np.asarray(x).ravel()[0]) for x in identify(op.bandit, op.logits, cfg))
+    k_b = float(np.asarray(lemma_gain(op.bandit, op.logits, cfg)).ravel()[0])
+    ev.require("identified k = Lemma B's k (5 %)", abs(k0 / k_b - 1) <= 0.05, f"k/k_B = {k0 / k_b:.3f}")
+    kp = 0.5 / k_b
     plant = BanditPlant(op.bandit, op.logits, loops=1, config=cfg)
     hist = pic.run_loop(plant, controller_cls(kp, 0.0, TARGET), steps)
     err = np.asarray(hist.entropy, dtype=float).reshape(steps) - TARGET
-    alpha = float(np.asarray(hist.alpha).reshape(steps)[-1])
-    k1, b1 = local_linearisation(op.bandit, plant.logits(), cfg, alpha0=alpha)
-    pred = float(b1[0] / (k1[0] * kp))
+    pred = b0 / (k0 * kp)
     ratio = float(err[-1] / pred) if pred != 0 else np.inf
     settled = abs(err[-1] - err[-11]) <= 1e-2 * abs(err[-1])
     ev.require("settled", settled, f"|e_T − e_(T−10)| = {abs(err[-1] - err[-11]):.1e}")
     ev.require("e_T ≈ b/(k·kp)", abs(ratio - 1) <= rel_tol, f"ratio {ratio:.3f}")
     ev.require("e_T ≠ 0 (drift)", abs(err[-1]) > 1e-6, f"e_T = {err[-1]:.2e}")
     return ev.result(
-        f"e_T = {err[-1]:.2e} nats (target {TARGET}); b/(k·kp) = {pred:.2e}, ratio {ratio:.3f}; "
-        f"k·kp = {k1[0] * kp:.2f}"
+        f"e_T = {err[-1]:.2e} nats (target {TARGET}); b/(k·kp) from the start state = {pred:.2e}, "
+        f"ratio {ratio:.3f}; k/k_LemmaB = {k0 / k_b:.3f}"
     )

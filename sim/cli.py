@@ -9,6 +9,9 @@ Subcommands (each writes PNG figures plus JSON/CSV results to ``--out``):
   and a windup experiment with a target outside the band; then every entropy-control
   method (`pic.levers`) on one bandit × seeds, reported in ``OUT/methods/``.
 - ``linear``: P and PI on the linear plant e' = e + b − k·α (the smallest demo).
+- ``gain-map``: plant gain k, drift b and reachable band of a multi-context bandit against τ,
+  learning rate, temperature, optimizer and epochs × mini-batches (seconds; ``--quick``).
+- ``delay-region``: the stable (K_p, K_i) region with measurement delay and plant memory.
 """
 
 from __future__ import annotations
@@ -252,6 +255,37 @@ def cmd_linear(args) -> int:
     return 0
 
 
+def cmd_gain_map(args) -> int:
+    from pic.validation import need
+
+    from .gain_map import gain_map, markdown_table
+    from .theory_figures import plot_gain_map
+
+    need(args.contexts >= 1, "--contexts", "an integer >= 1", args.contexts)
+    need(args.arms >= 2, "--arms", "an integer >= 2", args.arms)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    points = gain_map(quick=args.quick, contexts=args.contexts, arms=args.arms, seed=args.seed)
+    table = markdown_table(points)
+    (out / "gain_map.md").write_text(table + "\n")
+    _write_json(out / "gain_map.json", [p.to_dict() for p in points])
+    plot_gain_map(points, out / "gain_map.png", contexts=args.contexts)
+    print(table)
+    print(f"{len(points)} settings in {time.perf_counter() - t0:.1f} s; wrote {out}")
+    return 0
+
+
+def cmd_delay_region(args) -> int:
+    from .theory_figures import plot_delay_region
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_delay_region(out / "delay_region.png")
+    print(f"wrote {out / 'delay_region.png'}")
+    return 0
+
+
 def _add_problem_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("bandit problem")
     g.add_argument("--seed", type=int, default=1, help="problem seed (default 1)")
@@ -319,6 +353,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--h0", type=float, default=1.0, help="initial entropy (default 1.0)")
     p.add_argument("--steps", type=int, default=200, help="steps (default 200)")
     p.set_defaults(func=cmd_linear)
+
+    p = sub.add_parser("gain-map", help="k, b and the reachable band against τ, lr, T, optimizer, epochs")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--quick", action="store_true", help="fewer settings and shorter trajectories")
+    p.add_argument("--contexts", type=int, default=32, help="contexts S (default 32)")
+    p.add_argument("--arms", type=int, default=20, help="arms K (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="problem seed (default 0)")
+    p.set_defaults(func=cmd_gain_map)
+
+    p = sub.add_parser("delay-region", help="stable (K_p, K_i) with measurement delay and plant memory")
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=cmd_delay_region)
     return parser
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from .bandit import Bandit
 from .plant import BanditPlant, PlantConfig
 
-__all__ = ["PlantMap", "local_linearisation", "map_along_trajectory"]
+__all__ = ["PlantMap", "lemma_b_gain", "local_linearisation", "map_along_trajectory"]
 
 
 def local_linearisation(
@@ -116,3 +116,34 @@ def map_along_trajectory(
     k, b = local_linearisation(bandit, np.stack(states), config, delta=delta)
     order = np.argsort(hs)
     return PlantMap(np.asarray(hs)[order], k[order], b[order], alpha_max)
+
+
+def lemma_b_gain(bandit: Bandit, logits: np.ndarray, config: PlantConfig) -> np.ndarray:
+    """The plant gain predicted by Lemma B, without running the plant; shape (B,).
+
+    The actuator adds α·sign(A)·1[π_a > τ] to the weight of every sample; by Lemma B a
+    sample of arm a then changes H by −η·α·|A|·B(a) to first order. Averaged over the
+    rollout (expected |A| of arm a: p_a·P₁(μ) for a success, (1 − p_a)·|N₀(μ)| for a failure)
+    and over contexts::
+
+        k = η · mean_s Σ_{a: π_a > τ} π_a (p_a P₁ + (1 − p_a)|N₀|) · B(a)
+
+    (per policy update; times M = epochs × minibatches updates per rollout, which is exact
+    only to first order off-policy). ``logits``: (S, K) or (B, S, K) log-probabilities.
+    """
+    from .plant import BernsteinMoments, advantage_table
+
+    z = np.asarray(logits, dtype=float)
+    if z.ndim == 2:
+        z = z[None]
+    z = z - np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1, keepdims=True)) - z.max(-1, keepdims=True)
+    pi = np.exp(z)
+    p = bandit.success
+    table = advantage_table(config.group_size, eps=config.adv_eps, scale_by_std=config.scale_by_std)
+    p1, n0 = BernsteinMoments(table)((pi * p).sum(-1, keepdims=True))
+    abs_adv = p * p1 + (1.0 - p) * np.abs(n0)
+    c = z - (pi * z).sum(-1, keepdims=True)  # log π + H
+    b_coef = pi * c - (pi * pi * c).sum(-1, keepdims=True)  # Lemma B's B(a)
+    confident = pi > config.tau
+    per_context = (confident * pi * abs_adv * b_coef).sum(-1)
+    return config.lr * config.updates_per_rollout * per_context.mean(-1)

@@ -163,3 +163,18 @@ def test_gain_margin_is_the_stability_boundary(k, data):
     assert g > 1
     assert is_stable(kp, ki, 0.99 * g * k)
     assert not is_stable(kp, ki, 1.01 * g * k)
+
+
+# ---------------------------------------------------------------- plug-in defaults and delay
+def test_plugin_default_gains_are_inside_the_one_step_delay_region_with_margin():
+    """The verl and TRL plug-ins apply the α of step t − 1 (delay d = 1). Their defaults
+    (EntroPICParams: Kp 1, Ki 0.01) must stay stable for plant gains up to 0.45 nats per unit α
+    per step even if the true gain is twice the assumed one; they lose stability just below k = 1."""
+    from pic.params import EntroPICParams
+
+    p = EntroPICParams()
+    ks = np.logspace(-5, np.log10(0.45), 200)
+    assert np.all(is_stable(p.kp, p.ki, ks, delay=1))
+    assert np.all(is_stable(p.kp, p.ki, 2 * ks, delay=1))
+    assert not is_stable(p.kp, p.ki, 1.0, delay=1)  # K_p = 1: the P bound of the delayed loop
+    assert is_stable(p.kp, p.ki, 1.5)  # ... which the delay-free region would still accept

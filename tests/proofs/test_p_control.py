@@ -86,3 +86,27 @@ def test_closed_form_helper():
     e = p_control.closed_form(0.5, 0.02, 0.8, 0.5, 200)
     assert e[0] == pytest.approx(0.5)
     assert e[-1] == pytest.approx(0.02 / 0.4)
+
+
+@pytest.mark.parametrize("factor", [3.0, 1 / 3])
+def test_identified_gain_scaled_by_three_fails_the_bandit_check(factor):
+    from sim.identify import local_linearisation
+
+    def scaled(bandit, logits, config):
+        k, b = local_linearisation(bandit, logits, config)
+        return k * factor, b
+
+    result = verdict(p_control.check_on_policy_bandit, identify=scaled)
+    assert result.verdict is Verdict.FAIL
+    assert "ratio" in result.detail and "Lemma B" in result.detail
+
+
+def test_lemma_b_gain_scaled_fails_the_link_to_the_plant():
+    from sim.identify import lemma_b_gain
+
+    def scaled(bandit, logits, config):
+        return 3.0 * lemma_b_gain(bandit, logits, config)
+
+    result = verdict(p_control.check_on_policy_bandit, lemma_gain=scaled)
+    assert result.verdict is Verdict.FAIL
+    assert "Lemma B" in result.detail

@@ -122,3 +122,16 @@ def test_steady_state_error_with_a_p_offset_fails():
     result = verdict(pi_control.check_charpoly_sympy, steady_state_error=p_offset_everywhere)
     assert result.verdict is Verdict.FAIL
     assert "steady_state_error" in result.detail
+
+
+@pytest.mark.parametrize("factor", [3.0, 1 / 3])
+def test_identified_gain_scaled_by_three_fails_the_off_policy_check(factor):
+    from sim.identify import local_linearisation
+
+    def scaled(bandit, logits, config):
+        k, b = local_linearisation(bandit, logits, config)
+        return k * factor, b
+
+    result = verdict(pi_control.check_bandit_off_policy, identify=scaled)
+    assert result.verdict is Verdict.FAIL
+    assert "ratio" in result.detail
