@@ -8,15 +8,11 @@ One step (``Trainer.step``)::
     for epoch × mini-batch:  Σ_micro ∇[policy loss with lever.modify(tokens)]  ─► clip ─► AdamW
     log metrics ─► checkpoint
 
-The entropy is measured on the policy that generated the batch (the behaviour policy, before
-this step's updates), over every response token, from the very logits it sampled from — no
-extra forward pass. On-policy (1 epoch × 1 mini-batch) the ratio is exactly 1 (π_old =
-sg(π_θ)); otherwise π_old is the rollout's log-prob (or a recomputed one).
-
-The entropy-control method is any `pic.levers.Lever` (the same object the bandit simulator
-drives); the trainer logs whatever `Lever.metrics()` reports and `Lever.target_at(step)`.
-Processes, ranks and sharding are the business of the backend (`llm.parallel`): the loop
-below sees one global batch, named global sums and a policy to score.
+H is measured on the behaviour policy (before this step's updates), over every response token,
+from the logits it sampled from. On-policy (1 epoch × 1 mini-batch) the ratio is exactly 1
+(π_old = sg(π_θ)); otherwise π_old is the rollout's log-prob (or a recomputed one). The lever
+is any `pic.levers.Lever`; its `metrics()` and `target_at(step)` are logged. Ranks and sharding
+belong to the backend (`llm.parallel`): the loop sees a global batch, named global sums, a policy.
 """
 
 from __future__ import annotations
@@ -83,14 +79,8 @@ class Trainer:
         self.stream = PromptStream(load_jsonl(cfg.data.train), seed=cfg.train.seed, shuffle=cfg.data.shuffle)
         self._prompt_cache: dict[str, list[int]] = {}
         o = cfg.optim
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(),
-            lr=o.lr,
-            betas=(o.beta1, o.beta2),
-            eps=o.eps,
-            weight_decay=o.weight_decay,
-            fused=self.device.type == "cuda",
-        )
+        adamw = {"lr": o.lr, "betas": (o.beta1, o.beta2), "eps": o.eps, "weight_decay": o.weight_decay}
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), **adamw, fused=self.device.type == "cuda")
         schedule = lr_lambda(o.schedule, o.warmup_steps, cfg.train.steps, o.min_lr_ratio)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         p = cfg.ppo
@@ -121,8 +111,8 @@ class Trainer:
             config = json.dumps(config_to_dict(cfg), indent=2, default=str)
             atomic_write_text(self.run_dir / "config.json", config + "\n")
             t = cfg.train
-            self.logger = MetricsLogger(self.run_dir, tensorboard=t.tensorboard, resume_step=resume_step,
-                                        total_steps=t.steps, progress=t.progress)  # fmt: skip
+            opts = {"tensorboard": t.tensorboard, "total_steps": t.steps, "progress": t.progress}
+            self.logger = MetricsLogger(self.run_dir, resume_step=resume_step, **opts)
             if resume_step is None:
                 self.logger.text("config", f"```\n{config}\n```")
         self.backend.barrier()
@@ -135,25 +125,12 @@ class Trainer:
         path = self.ckpt_dir / f"step_{self.step_count:06d}"
         weights, optimizer = self.backend.full_state(self.optimizer)
         if self.backend.is_main:
-            state = {
-                "step": self.step_count,
-                "optimizer": optimizer,
-                "scheduler": self.scheduler.state_dict(),
-                "lever": {"name": self.lever.name, "state": self.lever.state_dict()},
-                "stream": self.stream.state_dict(),
-                "last_clip_frac": self.last_clip_frac,
-                "rng": capture_rng(self.generators),
-                "config": config_to_dict(self.cfg),
-            }
-            path = save_checkpoint(
-                self.ckpt_dir,
-                self.step_count,
-                model=self.model,
-                tokenizer=self.tokenizer,
-                trainer_state=state,
-                keep_last=self.cfg.train.keep_last,
-                state_dict=weights,
-            )
+            lever = {"name": self.lever.name, "state": self.lever.state_dict()}
+            state = {"step": self.step_count, "optimizer": optimizer, "scheduler": self.scheduler.state_dict()}
+            state |= {"lever": lever, "stream": self.stream.state_dict(), "last_clip_frac": self.last_clip_frac}
+            state |= {"rng": capture_rng(self.generators), "config": config_to_dict(self.cfg)}
+            files = {"model": self.model, "tokenizer": self.tokenizer, "keep_last": self.cfg.train.keep_last}
+            path = save_checkpoint(self.ckpt_dir, self.step_count, trainer_state=state, state_dict=weights, **files)
         self.backend.barrier()
         return path
 
@@ -188,34 +165,18 @@ class Trainer:
         examples = examples[self.backend.share(len(examples))]
         prompts = [self._prompt_ids(ex.prompt) for ex in examples for _ in range(g)]
         self.backend.sampler.eval()
-        batch = generate(
-            self.backend.sampler,
-            prompts,
-            max_new_tokens=n_new,
-            temperature=self.cfg.rollout.temperature,
-            eos_id=self.eos_id,
-            pad_id=self.pad_id,
-            device=self.device,
-            uniforms=uniforms[:, columns],
-            all_finished=self.backend.sampling_done,
-        )
+        sampling = {"temperature": self.cfg.rollout.temperature, "eos_id": self.eos_id, "pad_id": self.pad_id}
+        sampling |= {"uniforms": uniforms[:, columns], "all_finished": self.backend.sampling_done}
+        batch = generate(self.backend.sampler, prompts, max_new_tokens=n_new, device=self.device, **sampling)
         self.model.train()
-        lengths = batch.response_mask.sum(-1).tolist()
-        texts = [self._decode(row, int(n)) for row, n in zip(batch.response_ids.tolist(), lengths, strict=True)]
-        rewards = torch.tensor(score(texts, [ex for ex in examples for _ in range(g)]), dtype=torch.float32)
+        rewards = score(batch.texts(self.tokenizer, self.eos_id), [ex for ex in examples for _ in range(g)])
+        rewards = torch.tensor(rewards, dtype=torch.float32)
         return batch, rewards.view(len(examples), g)
 
     def _prompt_ids(self, prompt: str) -> list[int]:
         if prompt not in self._prompt_cache:
             self._prompt_cache[prompt] = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         return self._prompt_cache[prompt]
-
-    def _decode(self, row: list[int], n: int) -> str:
-        """The text of a response's first ``n`` tokens, without its final EOS."""
-        row = row[:n]
-        if row and row[-1] == self.eos_id:
-            row = row[:-1]
-        return self.tokenizer.decode(row, skip_special_tokens=True)
 
     # ----------------------------------------------------------------- update
     def update(self, batch: RolloutBatch, adv: torch.Tensor) -> dict[str, float] | None:
@@ -254,7 +215,7 @@ class Trainer:
         finite = True
         pad_chunk = (torch.zeros(1, dtype=torch.long, device=self.device), 0, 1)  # one token, for padding passes
         chunks = self.backend.micro_batches(
-            self._micro_chunks(idx, batch, micro), lambda: self._score(batch, pad_chunk, self.lever.needs_entropy)
+            batch.micro_chunks(idx, micro), lambda: self._score(batch, pad_chunk, self.lever.needs_entropy)
         )
         for chunk in chunks:
             loss, stats = self._micro_loss(batch, adv, old_all, chunk, max(n_tok, 1.0), counts)
@@ -291,16 +252,6 @@ class Trainer:
             ref_logp=flat(ref),
         )
         return policy_loss(tok, self.lever.modify(tok), self.loss_cfg)
-
-    def _micro_chunks(self, idx: torch.Tensor, batch: RolloutBatch, micro: int) -> list[Chunk]:
-        """Chunks of ``idx`` with the columns they need (left prompt pad and right response pad trimmed)."""
-        p = batch.prompt_ids.shape[1]
-        chunks = []
-        for mi in idx.split(max(micro, 1)) if len(idx) else ():
-            pm = batch.prompt_mask[mi]
-            first = int((pm.sum(0) > 0).nonzero()[0]) if pm.any() else p
-            chunks.append((mi, first, max(int(batch.response_mask[mi].sum(-1).max()), 1)))
-        return chunks
 
     def _score(self, batch, chunk: Chunk, entropy: bool, model=None):
         """(log-probs, entropies or None) of a chunk's response tokens, (m, t); the policy unless ``model``."""
@@ -339,8 +290,8 @@ class Trainer:
         saved, target = lever.state_dict(), lever.target_at(self.step_count)
         finite = math.isfinite(stats["entropy"]) and math.isfinite(stats["entropy_nll"])
         if finite:
-            lever.update(StepStats(self.step_count, cfg.train.steps, stats["entropy"], stats["entropy_nll"],
-                                   stats["reward_mean"], self.last_clip_frac))  # fmt: skip
+            h, nll, reward = stats["entropy"], stats["entropy_nll"], stats["reward_mean"]
+            lever.update(StepStats(self.step_count, cfg.train.steps, h, nll, reward, self.last_clip_frac))
         lever_row = lever.metrics()
         self.backend.check_replicated("the lever state", lever_row)
         # policy update: epochs × mini-batches × micro-batches (None: a non-finite loss or gradient)
@@ -351,9 +302,8 @@ class Trainer:
             lever.load_state_dict(saved)
             lever_row = {**lever.metrics(), **{k: 0.0 for k in lever.applied_metrics if k in lever_row}}
             log.warning("step %d skipped: non-finite entropy, loss or gradient", self.step_count + 1)
-        update = reduce_sums(trained or {}, update=True)
-        if trained is not None:
-            self.last_clip_frac = update["clip_frac"]
+        update = reduce_sums(trained or {}, update=True)  # NaN when skipped
+        self.last_clip_frac = update["clip_frac"] if trained is not None else self.last_clip_frac
         self.scheduler.step()
         self.backend.sync_sampler()
         self.step_count += 1
@@ -361,21 +311,13 @@ class Trainer:
             self.trace.write(self.step_count, lever_row, lever.state_dict())
         # the metrics row (keys, TensorBoard tags and aggregations: llm.metrics.METRICS)
         step_s = time.perf_counter() - t0
-        return {
-            "step": self.step_count,
-            **stats,
-            "entropy_target": math.nan if target is None else float(target),
-            **lever_row,
-            **update,
-            "lr": self.scheduler.get_last_lr()[0],
-            "rollout_s": t_roll,
-            "train_s": t_train,
-            "step_s": step_s,
-            "tokens_per_s": sums["tokens"] / step_s,
-            "rollout_tokens_per_s": sums["tokens"] / max(t_roll, 1e-9),
-            "train_tokens_per_s": (trained or {}).get("train_tokens", 0.0) / max(t_train, 1e-9),
-            "skipped": trained is None,
-        }
+        row = {"step": self.step_count, **stats, "entropy_target": math.nan if target is None else float(target)}
+        row |= {**lever_row, **update, "lr": self.scheduler.get_last_lr()[0], "skipped": trained is None}
+        tokens, trained_tokens = sums["tokens"], (trained or {}).get("train_tokens", 0.0)
+        row |= {"rollout_s": t_roll, "train_s": t_train, "step_s": step_s, "tokens_per_s": tokens / step_s}
+        row["rollout_tokens_per_s"] = tokens / max(t_roll, 1e-9)
+        row["train_tokens_per_s"] = trained_tokens / max(t_train, 1e-9)
+        return row
 
     def train(self) -> list[dict[str, Any]]:
         cfg = self.cfg.train
