@@ -154,3 +154,79 @@ def test_bad_inputs_are_refused(tiny_model_dir, data_file, tmp_path):
     bad.write_text('{"prompt": "1+1="}\n')
     with pytest.raises(ValueError, match=r"bad.jsonl:1: field 'answer' is missing"):
         Trainer(_cfg(tiny_model_dir, bad, tmp_path / "c"))
+
+
+def test_step_statistics_from_named_sums_match_a_direct_computation():
+    """`rollout_sums` → (split across two "ranks", summed) → `reduce_sums` equals numpy on the whole batch."""
+    import numpy as np
+
+    from llm.metrics import reduce_sums, rollout_sums
+
+    gen = torch.Generator().manual_seed(0)
+    ent, logp = torch.rand(8, 5, generator=gen), -torch.rand(8, 5, generator=gen)
+    mask = (torch.rand(8, 5, generator=gen) > 0.3).float()
+    rewards = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.5], [0.0, 0.0]])  # 4 groups of G = 2
+    halves = [rollout_sums(ent[i : i + 4], logp[i : i + 4], mask[i : i + 4], rewards[j : j + 2])
+              for i, j in ((0, 0), (4, 2))]  # fmt: skip
+    sums = {k: halves[0][k] + halves[1][k] for k in halves[0]}
+    got = reduce_sums(sums, update=False)
+    m, r = mask.numpy().astype(float), rewards.numpy().astype(float)
+    assert got["entropy"] == pytest.approx((ent.numpy() * m).sum() / m.sum(), rel=1e-6)
+    assert got["entropy_nll"] == pytest.approx(-(logp.numpy() * m).sum() / m.sum(), rel=1e-6)
+    assert got["reward_mean"] == pytest.approx(r.mean())
+    assert got["reward_std"] == pytest.approx(r.std(ddof=1))
+    assert got["frac_zero_std_groups"] == pytest.approx(np.mean(r.std(axis=1) == 0))
+    assert got["response_len_mean"] == pytest.approx(m.sum(1).mean())
+    skipped = reduce_sums({}, update=True)  # a skipped update: every update metric NaN
+    assert skipped and all(math.isnan(v) for v in skipped.values())
+    sums = {"pg_loss": 3.0, "clip_frac": 1.0, "high_prob_frac": 2.0, "ppo_kl": 0.5, "entropic_term": 0.2}
+    sums |= {"grad_norm": 6.0, "train_tokens": 10.0, "updates": 4.0}
+    got = reduce_sums(sums, update=True)
+    assert got == pytest.approx({"pg_loss": 0.3, "clip_frac": 0.1, "high_prob_frac": 0.2, "ppo_kl": 0.05,
+                                 "entropic_term": 0.05, "grad_norm": 1.5})  # fmt: skip
+
+
+def test_every_logged_key_has_a_tag_and_lever_metrics_a_prefix(tiny_model_dir, data_file, tmp_path):
+    from llm.metrics import LEVER_TAG, METRICS, REDUCTIONS, tb_tag
+
+    assert all(m.reduce in REDUCTIONS for m in METRICS.values())
+    trainer = Trainer(_cfg(tiny_model_dir, data_file, tmp_path / "run", "train.steps=1"))
+    row = trainer.step()
+    trainer.logger.close()
+    lever_keys = set(trainer.lever.metrics())
+    assert lever_keys == {"alpha", "integral", "p_term", "i_term"}
+    assert set(row) - {"step"} == set(METRICS) | lever_keys
+    assert {tb_tag(k) for k in lever_keys} == {LEVER_TAG + k for k in lever_keys}
+    assert len({tb_tag(k) for k in row}) == len(row)  # no two keys share a tag
+
+
+def test_lr_schedule_values(tiny_model_dir):
+    """Warmup (t + 1)/W, then constant / linear / cosine down to the floor m, held after the last step."""
+    from llm.schedule import lr_lambda
+
+    w, total, m = 2, 10, 0.1
+    cos = lr_lambda("cosine", w, total, m)
+    lin = lr_lambda("linear", w, total, m)
+    const = lr_lambda("constant", w, total, m)
+    assert [cos(0), cos(1)] == [0.5, 1.0] == [lin(0), lin(1)] == [const(0), const(1)]
+    for t in range(w, total + 3):
+        p = min((t - w) / (total - w), 1.0)
+        assert lin(t) == pytest.approx(1 - (1 - m) * p)
+        assert cos(t) == pytest.approx(m + (1 - m) * (math.cos(math.pi * p) + 1) / 2)
+        assert const(t) == 1.0
+    assert cos(total) == pytest.approx(m) and cos(total + 5) == pytest.approx(m)
+
+
+def test_resume_without_checkpoint_warns_and_old_checkpoints_are_refused(tiny_model_dir, data_file, tmp_path, caplog):
+    run = tmp_path / "run"
+    with caplog.at_level("WARNING", logger="llm.trainer"):
+        rows = train(_cfg(tiny_model_dir, data_file, run, "train.steps=1", "train.resume=true"))
+    assert len(rows) == 1
+    assert any("no checkpoint" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    state_file = run / "checkpoints" / "step_000001" / "trainer_state.pt"
+    state = torch.load(state_file, weights_only=False)
+    assert state["lever"]["name"] == "entropic" and "controller" not in state
+    state["controller"] = state.pop("lever")["state"]["controller"]  # the layout before levers
+    torch.save(state, state_file)
+    with pytest.raises(ConfigError, match="has no 'lever' entry"):
+        Trainer(_cfg(tiny_model_dir, data_file, run, "train.steps=2", "train.resume=true"))
