@@ -39,7 +39,7 @@ import torch.distributed as dist
 from .checkpoint import load_checkpoint
 from .losses import response_logprobs
 
-__all__ = ["DataParallel", "FullySharded", "SingleProcess", "make_backend", "resolve_device"]
+__all__ = ["DataParallel", "FullySharded", "SingleProcess", "Snapshot", "make_backend", "resolve_device"]
 
 T = TypeVar("T")
 
@@ -163,6 +163,10 @@ class SingleProcess:
     def load_optimizer_state(self, optimizer: torch.optim.Optimizer, state: dict) -> None:
         optimizer.load_state_dict(state)
 
+    def snapshot(self, optimizer: torch.optim.Optimizer) -> Snapshot:
+        """A host copy of this rank's parameters and optimizer state (`Snapshot.restore` puts it back)."""
+        return Snapshot(self.model, optimizer)
+
     def _tensor(self, values: list[float]) -> torch.Tensor:
         return torch.tensor(values, dtype=torch.float64, device=self.device)
 
@@ -246,8 +250,9 @@ class FullySharded(DataParallel):
             return self.root("score", input_ids, attn, response_ids, **kwargs)
 
     def micro_batches(self, chunks, pad_pass):
-        yield from chunks
+        # agreed before any forward: a collective here after another rank's first forward would deadlock
         n_pad = int(self.all_reduce({"n": len(chunks)}, op="max")["n"]) - len(chunks)
+        yield from chunks
         for _ in range(n_pad):  # as many forward/backward passes as the busiest rank, each with weight 0
             sum(out.sum() * 0.0 for out in pad_pass() if out is not None).backward()
 
@@ -271,6 +276,41 @@ class FullySharded(DataParallel):
 
         opts = StateDictOptions(full_state_dict=True)
         set_optimizer_state_dict(self.root, optimizer, optim_state_dict=state, options=opts)
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    """The tensor this rank holds (its shard of a sharded DTensor)."""
+    return t.to_local() if hasattr(t, "to_local") else t
+
+
+class Snapshot:
+    """This rank's parameters and optimizer state, copied to host memory; `restore` writes them back bit for bit.
+
+    An all-or-nothing RL step takes one before its first optimizer step and restores it when a
+    later mini-batch turns non-finite. Costs one host copy of the (local) parameters and state.
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        self.model, self.optimizer = model, optimizer
+        host = lambda t: _local(t).detach().to("cpu", copy=True) if torch.is_tensor(t) else copy.deepcopy(t)  # noqa: E731
+        with torch.no_grad():
+            self.params = [host(p) for p in model.parameters()]
+            self.state = {p: {k: host(v) for k, v in optimizer.state[p].items()} for p in optimizer.state}
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for p, saved in zip(self.model.parameters(), self.params, strict=True):
+            _local(p).copy_(saved)
+        for p in list(self.optimizer.state):  # state created after the snapshot goes
+            if p not in self.state:
+                del self.optimizer.state[p]
+        for p, saved in self.state.items():
+            state = self.optimizer.state[p]
+            for k, v in saved.items():
+                if torch.is_tensor(state.get(k)):
+                    _local(state[k]).copy_(v)
+                else:
+                    state[k] = copy.deepcopy(v)
 
 
 def make_backend(parallel: str, device: str) -> SingleProcess:

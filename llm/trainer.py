@@ -192,13 +192,16 @@ class Trainer:
         old_all = self._old_logprobs(batch, micro)  # (B, T)
         sums: dict[str, float] = {}  # this rank's metric sums over micro-batches
         tokens = norms = updates = 0.0  # global already: not all-reduced again
+        snapshot = self.backend.snapshot(self.optimizer) if ppo.epochs * ppo.minibatches > 1 else None
         for _ in range(ppo.epochs):
             many = ppo.minibatches > 1
             perm = torch.randperm(n_global, generator=self.generators["shuffle"]) if many else torch.arange(n_global)
             for members in perm.split(n_global // ppo.minibatches):
                 idx = self.backend.local_rows(members, n_local).to(self.device)  # this rank's rows (b,)
                 step = self._optimizer_step(batch, adv, old_all, idx, micro, sums)
-                if step is None:
+                if step is None:  # all or nothing: undo the step's earlier optimizer steps too
+                    if snapshot is not None:
+                        snapshot.restore()
                     return None
                 tokens, norms, updates = tokens + step[0], norms + step[1], updates + 1
         return {**self.backend.all_reduce(sums), "train_tokens": tokens, "grad_norm": norms, "updates": updates}
@@ -298,13 +301,14 @@ class Trainer:
         t1 = time.perf_counter()
         trained = self.update(batch, adv) if finite else None
         t_train = time.perf_counter() - t1
-        if trained is None:  # skipped: the lever returns to its state before the step and applied nothing
+        if trained is None:  # skipped: model, optimizer, lr schedule and lever as before the step
             lever.load_state_dict(saved)
             lever_row = {**lever.metrics(), **{k: 0.0 for k in lever.applied_metrics if k in lever_row}}
             log.warning("step %d skipped: non-finite entropy, loss or gradient", self.step_count + 1)
         update = reduce_sums(trained or {}, update=True)  # NaN when skipped
-        self.last_clip_frac = update["clip_frac"] if trained is not None else self.last_clip_frac
-        self.scheduler.step()
+        if trained is not None:
+            self.last_clip_frac = update["clip_frac"]
+            self.scheduler.step()
         self.backend.sync_sampler()
         self.step_count += 1
         if self.trace is not None:

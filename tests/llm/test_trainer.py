@@ -230,3 +230,38 @@ def test_resume_without_checkpoint_warns_and_old_checkpoints_are_refused(tiny_mo
     torch.save(state, state_file)
     with pytest.raises(ConfigError, match="has no 'lever' entry"):
         Trainer(_cfg(tiny_model_dir, data_file, run, "train.steps=2", "train.resume=true"))
+
+
+def test_a_non_finite_third_of_four_mini_batches_leaves_the_step_undone(
+    tiny_model_dir, data_file, tmp_path, monkeypatch
+):
+    """All or nothing: mini-batches 1 and 2 stepped AdamW, the 3rd turns NaN → model, optimizer,
+    lr schedule and lever are exactly as before the step."""
+    import copy
+
+    import llm.trainer as trainer_mod
+
+    cfg = _cfg(tiny_model_dir, data_file, tmp_path / "run", "ppo.epochs=2", "ppo.minibatches=2", "train.steps=3")
+    trainer = Trainer(cfg)
+    trainer.step()  # the optimizer has state to corrupt from here on
+    params = [p.detach().clone() for p in trainer.model.parameters()]
+    optim = copy.deepcopy(trainer.optimizer.state_dict())
+    sched, lever = trainer.scheduler.state_dict(), copy.deepcopy(trainer.lever.state_dict())
+    real, calls = trainer_mod.policy_loss, {"n": 0}
+
+    def nan_in_third(tok, mods, loss_cfg):  # one micro-batch per mini-batch: call 3 is mini-batch 3
+        loss, stats = real(tok, mods, loss_cfg)
+        calls["n"] += 1
+        return (loss * float("nan") if calls["n"] == 3 else loss), stats
+
+    monkeypatch.setattr(trainer_mod, "policy_loss", nan_in_third)
+    row = trainer.step()
+    trainer.logger.close()
+    assert calls["n"] == 3 and row["skipped"] and math.isnan(row["grad_norm"])
+    assert all(torch.equal(a, b) for a, b in zip(params, trainer.model.parameters(), strict=True))
+    after = trainer.optimizer.state_dict()
+    assert after["param_groups"] == optim["param_groups"]
+    for k, state in optim["state"].items():
+        assert all(torch.equal(v, after["state"][k][name]) for name, v in state.items())
+    assert trainer.scheduler.state_dict() == sched and trainer.lever.state_dict() == lever
+    assert row["alpha"] == 0.0 and row["integral"] == trainer.lever.metrics()["integral"]
