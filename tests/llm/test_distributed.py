@@ -180,3 +180,25 @@ def test_rank_shares_partition_the_global_batch():
     local = [b.local_rows(members, n_local) for b in ranks]
     glob = sorted(int(i) + r * n_local for r, rows in enumerate(local) for i in rows)
     assert glob == sorted(members.tolist())
+
+
+def test_sharded_micro_batches_pad_to_the_busiest_rank_with_zero_weight_passes(monkeypatch):
+    """A rank with 1 micro-batch when another has 3 adds 2 passes whose gradient is exactly 0."""
+    import torch.distributed as dist
+
+    from llm.parallel import FullySharded
+
+    def busiest_rank_has_three(tensor, op=None, **kwargs):
+        tensor.fill_(3.0)
+
+    monkeypatch.setattr(dist, "all_reduce", busiest_rank_has_three)
+    backend = FullySharded(torch.device("cpu"), rank=1, world=2)
+    w = torch.nn.Parameter(torch.ones(3))
+    passes = []
+
+    def pad_pass():
+        passes.append(1)
+        return (w * 2.0, None)
+
+    assert list(backend.micro_batches(["only"], pad_pass)) == ["only"]
+    assert len(passes) == 2 and torch.equal(w.grad, torch.zeros(3))
