@@ -290,7 +290,7 @@ def cmd_train(argv: list[str]) -> int:
         last = rows[-1]
         print(
             f"trained to step {last['step']}: entropy {last['entropy']:.4f} (target {last['entropy_target']:.4g}), "
-            f"alpha {last['alpha']:+.3f}, reward {last['reward_mean']:.3f}; run dir {cfg.train.out}"
+            f"alpha {last.get('alpha', 0.0):+.3f}, reward {last['reward_mean']:.3f}; run dir {cfg.train.out}"
         )
     return 0
 

@@ -18,9 +18,9 @@ import torch
 from .config import EvalConfig
 from .data import Example, load_jsonl
 from .model import load_model
+from .parallel import resolve_device
 from .reward import score
 from .rollout import generate
-from .trainer import resolve_device
 
 __all__ = ["evaluate", "evaluate_model"]
 

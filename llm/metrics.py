@@ -1,9 +1,13 @@
-"""Per-step metrics: ``RUN_DIR/metrics.jsonl`` (one JSON object per step), TensorBoard, a progress bar.
+"""Per-step metrics: one table (`METRICS`), ``RUN_DIR/metrics.jsonl``, TensorBoard, a progress bar.
 
-The JSONL keys are flat (``entropy``, ``alpha``, ``reward_mean``, …); TensorBoard tags are
-namespaced (``entropy/measured``, ``control/alpha``, …) by `TB_TAGS`. On resume the JSONL
-is cut back to the checkpoint's step and TensorBoard purges the later events, so a resumed
-run's logs equal an uninterrupted run's.
+Every metric of a step row is declared once in `METRICS`: its JSONL key (flat: ``entropy``,
+``reward_mean``, …), its TensorBoard tag (namespaced: ``entropy/measured``, …) and how it is
+aggregated over micro-batches and ranks (`REDUCTIONS`): the trainer collects named sums, the
+backend all-reduces them, and `reduce_sums` divides each by its count. What the entropy-control
+lever reports (`pic.levers.Lever.metrics`, e.g. EntroPIC's ``alpha``, ``integral``) is logged
+under its own keys with the TensorBoard tag prefix `LEVER_TAG` (``lever/alpha``); keys in neither
+go under ``misc/``. On resume the JSONL is cut back to the checkpoint's step (an atomic rewrite)
+and TensorBoard purges the later events, so a resumed run's logs equal an uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -11,37 +15,125 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MetricsLogger", "read_metrics"]
+from pic.io import atomic_write_text
+
+__all__ = [
+    "LEVER_TAG",
+    "METRICS",
+    "REDUCTIONS",
+    "LeverTrace",
+    "Metric",
+    "MetricsLogger",
+    "read_metrics",
+    "reduce_sums",
+    "rollout_sums",
+    "tb_tag",
+]
 
 log = logging.getLogger(__name__)
 
-TB_TAGS = {
-    "entropy": "entropy/measured",
-    "entropy_target": "entropy/target",
-    "alpha": "control/alpha",
-    "integral": "control/integral",
-    "p_term": "control/p_term",
-    "i_term": "control/i_term",
-    "reward_mean": "reward/mean",
-    "reward_std": "reward/std",
-    "frac_zero_std_groups": "reward/frac_zero_std_groups",
-    "clip_frac": "loss/clip_frac",
-    "high_prob_frac": "loss/high_prob_frac",
-    "pg_loss": "loss/policy",
-    "entropic_term": "loss/entropic_term",
-    "ppo_kl": "loss/ppo_kl",
-    "grad_norm": "optim/grad_norm",
-    "lr": "optim/lr",
-    "response_len_mean": "rollout/response_len_mean",
-    "tokens_per_s": "perf/tokens_per_s",
-    "rollout_tokens_per_s": "perf/rollout_tokens_per_s",
-    "train_tokens_per_s": "perf/train_tokens_per_s",
-    "step_s": "perf/step_s",
+LEVER_TAG = "lever/"
+"""TensorBoard tag prefix of the lever's own metrics (whatever `Lever.metrics()` returns)."""
+
+REDUCTIONS: dict[str, str | None] = {
+    "token_mean": "tokens",  # Σ value·mask over the rollout's tokens (all ranks) / Σ mask
+    "train_token_mean": "train_tokens",  # Σ over the tokens of every update (micro-batches, ranks) / Σ tokens
+    "sequence_mean": "sequences",  # Σ over sequences (all ranks) / number of sequences
+    "sample_mean": "samples",  # Σ over rewards (all ranks) / number of rewards
+    "sample_std": "samples",  # sqrt((Σ x² − n·mean²) / (n − 1)) from Σ x, Σ x² and n
+    "group_mean": "groups",  # Σ over GRPO groups (all ranks) / number of groups
+    "update_mean": "updates",  # Σ over micro-batches and ranks / number of optimizer steps
+    "value": None,  # one value, already identical on every rank
 }
+"""How a metric is aggregated → the name of the count its sum is divided by."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    tag: str
+    reduce: str = "value"
+    source: str = ""
+    """Name of the collected sum (default: ``key``)."""
+    update: bool = False
+    """Measured by the policy update: NaN on a skipped step."""
+
+
+METRICS: dict[str, Metric] = {
+    m.key: m
+    for m in (
+        Metric("entropy", "entropy/measured", "token_mean"),
+        Metric("entropy_target", "entropy/target"),
+        Metric("entropy_nll", "entropy/nll", "token_mean", "neg_logp"),
+        Metric("reward_mean", "reward/mean", "sample_mean", "reward"),
+        Metric("reward_std", "reward/std", "sample_std", "reward"),
+        Metric("frac_zero_std_groups", "reward/frac_zero_std_groups", "group_mean", "flat_groups"),
+        Metric("response_len_mean", "rollout/response_len_mean", "sequence_mean", "tokens"),
+        Metric("pg_loss", "loss/policy", "train_token_mean", update=True),
+        Metric("clip_frac", "loss/clip_frac", "train_token_mean", update=True),
+        Metric("high_prob_frac", "loss/high_prob_frac", "train_token_mean", update=True),
+        Metric("ppo_kl", "loss/ppo_kl", "train_token_mean", update=True),
+        Metric("entropic_term", "loss/entropic_term", "update_mean", update=True),
+        Metric("grad_norm", "optim/grad_norm", "update_mean", update=True),
+        Metric("lr", "optim/lr"),
+        Metric("rollout_s", "perf/rollout_s"),
+        Metric("train_s", "perf/train_s"),
+        Metric("step_s", "perf/step_s"),
+        Metric("tokens_per_s", "perf/tokens_per_s"),
+        Metric("rollout_tokens_per_s", "perf/rollout_tokens_per_s"),
+        Metric("train_tokens_per_s", "perf/train_tokens_per_s"),
+        Metric("skipped", "train/skipped"),
+    )
+}
+"""Every metric of a step row but the lever's: key → (TensorBoard tag, aggregation)."""
+
+
+def reduce_sums(sums: dict[str, float], *, update: bool) -> dict[str, float]:
+    """The step (``update=False``) or policy-update (``update=True``) metrics from global named sums.
+
+    A metric whose sum is missing (a skipped update) is NaN.
+    """
+    out = {}
+    for m in METRICS.values():
+        if m.update != update or m.reduce == "value":
+            continue
+        src, count = m.source or m.key, REDUCTIONS[m.reduce]
+        if src not in sums:
+            out[m.key] = math.nan
+        elif m.reduce == "sample_std":
+            n, mean = sums[count], sums[src] / sums[count]
+            out[m.key] = math.sqrt(max(sums[src + "_sq"] - n * mean**2, 0.0) / max(n - 1, 1))
+        else:
+            out[m.key] = sums[src] / max(sums[count], 1.0)
+    return out
+
+
+def rollout_sums(entropy, logprobs, mask, rewards) -> dict[str, float]:
+    """This rank's sums behind the step statistics (to be all-reduced, then `reduce_sums`).
+
+    ``entropy``, ``logprobs``, ``mask``: (B, T) per response token; ``rewards``: (P, G), one row per group.
+    """
+    mask = mask.to(entropy.dtype)
+    return {
+        "tokens": float(mask.sum()),
+        "entropy": float((entropy * mask).sum()),
+        "neg_logp": -float((logprobs * mask).sum()),
+        "sequences": float(mask.shape[0]),
+        "reward": float(rewards.sum()),
+        "reward_sq": float((rewards * rewards).sum()),
+        "samples": float(rewards.numel()),
+        "flat_groups": float((rewards.max(-1).values == rewards.min(-1).values).sum()),
+        "groups": float(rewards.shape[0]),
+    }
+
+
+def tb_tag(key: str) -> str:
+    """The TensorBoard tag of a row key: the table's, else `LEVER_TAG` + key (a lever metric)."""
+    return METRICS[key].tag if key in METRICS else LEVER_TAG + key
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -79,7 +171,7 @@ class MetricsLogger:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.run_dir / "metrics.jsonl"
         if resume_step is None:
-            self.path.write_text("")
+            atomic_write_text(self.path, "")
         else:
             self._truncate(resume_step)
         self._fh = open(self.path, "a")  # noqa: SIM115 - kept open for the run
@@ -99,13 +191,8 @@ class MetricsLogger:
             self._bar = tqdm(total=total_steps, initial=resume_step or 0, unit="step", dynamic_ncols=True)
 
     def _truncate(self, step: int) -> None:
-        if not self.path.exists():
-            self.path.write_text("")
-            return
-        keep = [row for row in read_metrics(self.path) if row.get("step", 0) <= step]
-        tmp = self.path.with_name(f".metrics.jsonl.tmp-{os.getpid()}")
-        tmp.write_text("".join(json.dumps(row) + "\n" for row in keep))
-        os.replace(tmp, self.path)
+        keep = [row for row in read_metrics(self.path) if row.get("step", 0) <= step] if self.path.exists() else []
+        atomic_write_text(self.path, "".join(json.dumps(row) + "\n" for row in keep))
 
     def log(self, row: dict[str, Any]) -> None:
         step = row["step"]
@@ -113,14 +200,13 @@ class MetricsLogger:
         self._fh.flush()
         if self._tb is not None:
             for key, value in row.items():
-                if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-                    self._tb.add_scalar(TB_TAGS.get(key, f"misc/{key}"), value, step)
+                if key != "step" and isinstance(value, int | float) and math.isfinite(value):
+                    self._tb.add_scalar(tb_tag(key), float(value), step)
         if self._bar is not None:
             self._bar.update(1)
             self._bar.set_postfix(
                 H=f"{row.get('entropy', float('nan')):.3f}",
                 target=f"{row.get('entropy_target', float('nan')):.3f}",
-                alpha=f"{row.get('alpha', 0.0):+.2f}",
                 reward=f"{row.get('reward_mean', float('nan')):.2f}",
                 refresh=False,
             )
@@ -135,3 +221,25 @@ class MetricsLogger:
             self._tb.close()
         if self._bar is not None:
             self._bar.close()
+
+
+class LeverTrace:
+    """``RUN_DIR/lever_rank{r}.jsonl``: the lever's metrics and state after every step, one file per rank.
+
+    Written by every rank of a distributed run, so a test (or a user) can check that all ranks hold
+    the identical lever state. On resume the rows after ``resume_step`` are dropped (an atomic rewrite).
+    """
+
+    def __init__(self, path: str | Path, resume_step: int | None) -> None:
+        path = Path(path)
+        kept = [] if resume_step is None or not path.exists() else path.read_text().splitlines()
+        kept = [line for line in kept if json.loads(line)["step"] <= (resume_step or 0)]
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
+        self._fh = open(path, "a")  # noqa: SIM115 - kept open for the run
+
+    def write(self, step: int, metrics: dict[str, float], state: dict[str, Any]) -> None:
+        self._fh.write(json.dumps({"step": step, **metrics, "lever": state}) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, fields
+from functools import cached_property
 
 import torch
 from transformers import DynamicCache
@@ -32,11 +33,12 @@ class RolloutBatch:
     logprobs: torch.Tensor  # (B, T) float32 log π(token) at temperature T; 0 where masked
     entropy: torch.Tensor  # (B, T) float32 full-vocabulary entropy (nats) at temperature T; 0 where masked
 
-    @property
+    @cached_property
     def input_ids(self) -> torch.Tensor:
+        """(B, P + T) prompt ⧺ response (computed once: the ids never change)."""
         return torch.cat([self.prompt_ids, self.response_ids], dim=1)
 
-    @property
+    @cached_property
     def attention_mask(self) -> torch.Tensor:
         # response positions after EOS are masked too; the model never attends to them
         return torch.cat([self.prompt_mask, self.response_mask], dim=1)
@@ -48,6 +50,30 @@ class RolloutBatch:
     @property
     def num_tokens(self) -> int:
         return int(self.response_mask.sum())
+
+    def texts(self, tokenizer, eos_id: int) -> list[str]:
+        """The decoded responses, each without its final EOS."""
+        out = []
+        for row, n in zip(self.response_ids.tolist(), self.lengths.tolist(), strict=True):
+            row = row[: int(n)]
+            if row and row[-1] == eos_id:
+                row = row[:-1]
+            out.append(tokenizer.decode(row, skip_special_tokens=True))
+        return out
+
+    def micro_chunks(self, rows: torch.Tensor, micro: int) -> list[tuple[torch.Tensor, int, int]]:
+        """``rows`` (m,) in chunks of ``micro``, each as (rows, first input column, response length t).
+
+        Columns [first, P + t) of ``input_ids`` are all a chunk needs: its common left prompt
+        padding and right response padding are trimmed.
+        """
+        p = self.prompt_ids.shape[1]
+        chunks = []
+        for mi in rows.split(max(micro, 1)) if len(rows) else ():
+            pm = self.prompt_mask[mi]
+            first = int((pm.sum(0) > 0).nonzero()[0]) if pm.any() else p
+            chunks.append((mi, first, max(int(self.response_mask[mi].sum(-1).max()), 1)))
+        return chunks
 
     def to(self, device) -> RolloutBatch:
         return RolloutBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from .config import SFTConfig
 from .data import load_jsonl
 from .model import load_model, save_model
-from .trainer import lr_lambda, resolve_device
+from .parallel import resolve_device
+from .schedule import lr_lambda
 
 __all__ = ["encode_sft", "sft"]
 

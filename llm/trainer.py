@@ -1,4 +1,4 @@
-"""The RL trainer: GRPO/PPO on a causal LM with the EntroPIC PI controller.
+"""The RL trainer: GRPO/PPO on a causal LM, with an entropy-control lever (EntroPIC by default).
 
 One step (``Trainer.step``)::
 
@@ -8,92 +8,50 @@ One step (``Trainer.step``)::
     for epoch × mini-batch:  Σ_micro ∇[policy loss with lever.modify(tokens)]  ─► clip ─► AdamW
     log metrics ─► checkpoint
 
-The entropy is measured on the policy that generated the batch (the behaviour policy,
-before this step's updates), over every response token, from the very logits it sampled
-from — no extra forward pass. On-policy (1 epoch × 1 mini-batch) the ratio is exactly 1
-(π_old = sg(π_θ)); otherwise π_old is the rollout's log-prob (or a recomputed one).
-
-The entropy-control method is a `pic.levers.Lever` (EntroPIC by default: `pic.PIController`
-and the α-term of `pic.actuator`), the same object the bandit simulator drives; the per-token
-loss is `pic.levers.loss.token_loss`.
+H is measured on the behaviour policy (before this step's updates), over every response token,
+from the logits it sampled from. On-policy (1 epoch × 1 mini-batch) the ratio is exactly 1
+(π_old = sg(π_θ)); otherwise π_old is the rollout's log-prob (or a recomputed one). The lever
+is any `pic.levers.Lever`; its `metrics()` and `target_at(step)` are logged. Ranks and sharding
+belong to the backend (`llm.parallel`): the loop sees a global batch, named global sums, a policy.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from pic import PIController
 from pic.grpo import group_advantages
+from pic.io import atomic_write_text
 from pic.levers import StepStats, TokenBatch
 
-from .checkpoint import (
-    capture_rng,
-    find_latest,
-    load_checkpoint,
-    load_trainer_state,
-    restore_rng,
-    save_checkpoint,
-)
+from .checkpoint import capture_rng, find_latest, restore_rng, save_checkpoint
 from .config import ConfigError, RLConfig, config_to_dict
 from .data import PromptStream, load_jsonl
-from .distributed import (
-    LMCall,
-    full_model_state,
-    full_optimizer_state,
-    init_distributed,
-    load_full_optimizer_state,
-    shard,
-)
 from .losses import PolicyLossConfig, policy_loss, response_logprobs
-from .metrics import MetricsLogger
+from .metrics import LeverTrace, MetricsLogger, reduce_sums, rollout_sums
 from .model import load_model
+from .parallel import make_backend
 from .reward import score
 from .rollout import RolloutBatch, generate
+from .schedule import lr_lambda
 
-__all__ = ["Trainer", "lr_lambda", "resolve_device", "train"]
+__all__ = ["Trainer", "train"]
 
 log = logging.getLogger(__name__)
 
-_APPLIED = ("alpha", "p_term", "i_term", "entropy_coef", "kl_coef")
-"""Metrics that describe what a lever applied this step (0 on a skipped step)."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"model.device is {name!r} but CUDA is not available")
-    return dev
-
-
-def lr_lambda(schedule: str, warmup: int, total: int, min_ratio: float):
-    """Multiplier of the base lr at RL step t (warmup, then constant / linear / cosine)."""
-
-    def f(t: int) -> float:
-        if warmup and t < warmup:
-            return (t + 1) / warmup
-        if schedule == "constant":
-            return 1.0
-        progress = min(max(t - warmup, 0) / max(total - warmup, 1), 1.0)
-        if schedule == "linear":
-            return min_ratio + (1 - min_ratio) * (1 - progress)
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return f
+Chunk = tuple[torch.Tensor, int, int]
+"""A micro-batch: (row indices (m,), first input column kept, response length t)."""
 
 
 class Trainer:
-    """Holds the model, optimizer, controller and data stream of one run."""
+    """Holds the model, optimizer, lever and data stream of one run, on a `llm.parallel` backend."""
 
     def __init__(self, cfg: RLConfig) -> None:
         cfg.check_paths()
@@ -101,456 +59,268 @@ class Trainer:
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.train.seed)
-        self.device = resolve_device(cfg.model.device)
-        self.dist = init_distributed(self.device.type)
-        if self.dist.enabled and self.device.type == "cuda":
-            self.device = torch.device("cuda", self.dist.local_rank)
-        if cfg.data.prompts_per_step % self.dist.world:
-            raise ConfigError(
-                f"data.prompts_per_step must be a multiple of the {self.dist.world} ranks, "
-                f"got {cfg.data.prompts_per_step}"
-            )
-        self.dtype = torch.float32
+        self.backend = make_backend(cfg.train.parallel, cfg.model.device)
+        self.device = self.backend.device
+        self.lever = cfg.build_lever()
+        self.backend.check(cfg.data.prompts_per_step, self.lever.needs_reference)
         self.model, self.tokenizer = load_model(cfg.model.path, device=self.device, dtype=torch.float32)
         self.model.train()
-        vocab = len(self.tokenizer)
-        h_max = math.log(vocab)
-        if cfg.control.enabled and not 0 <= cfg.control.max_target(cfg.train.steps) <= h_max:
-            raise ConfigError(f"control.target must lie in [0, log V = {h_max:.3f}] nats, got {cfg.control.target!r}")
+        self._check_target(math.log(len(self.tokenizer)))
         self.run_dir = Path(cfg.train.out)
         self.ckpt_dir = self.run_dir / "checkpoints"
-        self.lever = cfg.build_lever()
-        self.fsdp = None  # the sharded root module under train.parallel = "fsdp"
-        if cfg.train.parallel == "fsdp" and self.dist.enabled:
-            if self.lever.needs_reference:
-                raise ConfigError("train.parallel = 'fsdp' does not support a reference model (lever kl_penalty)")
-            latest = find_latest(self.ckpt_dir) if cfg.train.resume else None
-            if latest is not None:  # weights go in before sharding; the rest of the state in _maybe_resume
-                load_checkpoint(latest, self.model)
-            self.fsdp = shard(self.model)
-            self.rollout_model = LMCall(self.fsdp)
-        # bf16 copy for sampling on CUDA (weights synced after each step); the CPU samples from the master
-        elif self.device.type == "cuda" and cfg.model.dtype != "float32":
-            import copy
-
-            self.rollout_model = copy.deepcopy(self.model).to(torch.bfloat16).eval()
-        else:
-            self.rollout_model = self.model
+        checkpoint = find_latest(self.ckpt_dir) if cfg.train.resume else None
+        if cfg.train.resume and checkpoint is None:
+            log.warning("resume: no checkpoint in %s, starting from scratch", self.ckpt_dir)
+        # the lever's reference policy (KL penalty): a frozen copy of the starting weights
+        self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False) if self.lever.needs_reference else None
+        resumed = self.backend.wrap(self.model, checkpoint=checkpoint, sampling_dtype=cfg.model.dtype)
         self.eos_id = self.tokenizer.eos_token_id
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_id
         self.stream = PromptStream(load_jsonl(cfg.data.train), seed=cfg.train.seed, shuffle=cfg.data.shuffle)
         self._prompt_cache: dict[str, list[int]] = {}
         o = cfg.optim
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(),
-            lr=o.lr,
-            betas=(o.beta1, o.beta2),
-            eps=o.eps,
-            weight_decay=o.weight_decay,
-            fused=self.device.type == "cuda",
-        )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lr_lambda(o.schedule, o.warmup_steps, cfg.train.steps, o.min_lr_ratio)
-        )
-        self.ref_model = None
-        if self.lever.needs_reference:  # a frozen copy of the starting policy
-            import copy
-
-            self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
-        self.loss_cfg = PolicyLossConfig(
-            eps_low=cfg.ppo.eps_low,
-            eps_high=cfg.ppo.eps_high,
-            dual_clip=cfg.ppo.dual_clip,
-            tau=cfg.control.tau,
-        )
+        adamw = {"lr": o.lr, "betas": (o.beta1, o.beta2), "eps": o.eps, "weight_decay": o.weight_decay}
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), **adamw, fused=self.device.type == "cuda")
+        schedule = lr_lambda(o.schedule, o.warmup_steps, cfg.train.steps, o.min_lr_ratio)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        p = cfg.ppo
+        self.loss_cfg = PolicyLossConfig(p.eps_low, p.eps_high, p.dual_clip, cfg.control.tau)
         self.generators = {
             "rollout": torch.Generator(device=self.device).manual_seed(cfg.train.seed),
             "shuffle": torch.Generator().manual_seed(cfg.train.seed + 1),
         }
         self.step_count = 0
         self.last_clip_frac = math.nan  # of the previous step's updates, for levers that read it
-        resume_step = self._maybe_resume() if cfg.train.resume else None
-        self.logger = None  # rank 0 logs; every rank traces its lever state when distributed
-        self._trace = None
-        if self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2, default=str) + "\n")
-            self.logger = MetricsLogger(
-                self.run_dir,
-                tensorboard=cfg.train.tensorboard,
-                resume_step=resume_step,
-                total_steps=cfg.train.steps,
-                progress=cfg.train.progress,
-            )
-            if resume_step is None:
-                self.logger.text("config", "```\n" + json.dumps(config_to_dict(cfg), indent=2, default=str) + "\n```")
-        self.dist.barrier()
-        if self.dist.enabled:
-            trace = self.run_dir / f"lever_rank{self.dist.rank}.jsonl"
-            kept = [] if resume_step is None or not trace.exists() else trace.read_text().splitlines()
-            kept = [line for line in kept if json.loads(line)["step"] <= (resume_step or 0)]  # drop re-run steps
-            trace.write_text("".join(line + "\n" for line in kept))
-            self._trace = open(trace, "a")  # noqa: SIM115 - kept open for the run
+        if resumed is not None:
+            self._restore(resumed, checkpoint)
+        self._open_logs(None if resumed is None else self.step_count)
 
-    @property
-    def controller(self) -> PIController | None:
-        """The EntroPIC controller, when the lever is EntroPIC."""
-        return getattr(self.lever, "controller", None)
+    def _check_target(self, h_max: float) -> None:
+        """The lever's entropy targets must lie in [0, log V] nats."""
+        targets = [self.lever.target_at(k) for k in range(max(self.cfg.train.steps, 1))]
+        bad = [t for t in targets if t is not None and not 0 <= t <= h_max]
+        if bad:
+            raise ConfigError(f"control.target must lie in [0, log V = {h_max:.3f}] nats, got {bad[0]!r}")
+
+    def _open_logs(self, resume_step: int | None) -> None:
+        """Rank 0 writes config.json and the metrics; under torchrun every rank traces its lever state."""
+        self.logger, self.trace = None, None
+        cfg = self.cfg
+        if self.backend.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            config = json.dumps(config_to_dict(cfg), indent=2, default=str)
+            atomic_write_text(self.run_dir / "config.json", config + "\n")
+            t = cfg.train
+            opts = {"tensorboard": t.tensorboard, "total_steps": t.steps, "progress": t.progress}
+            self.logger = MetricsLogger(self.run_dir, resume_step=resume_step, **opts)
+            if resume_step is None:
+                self.logger.text("config", f"```\n{config}\n```")
+        self.backend.barrier()
+        if self.backend.distributed:
+            self.trace = LeverTrace(self.run_dir / f"lever_rank{self.backend.rank}.jsonl", resume_step)
 
     # ------------------------------------------------------------- checkpoints
-    def _trainer_state(self, optimizer_state: dict | None = None) -> dict[str, Any]:
-        return {
-            "step": self.step_count,
-            "optimizer": optimizer_state if optimizer_state is not None else self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "controller": self.controller.state_dict() if self.controller else None,
-            "lever": {"name": self.lever.name, "state": self.lever.state_dict()},
-            "stream": self.stream.state_dict(),
-            "last_clip_frac": self.last_clip_frac,
-            "rng": capture_rng(self.generators),
-            "config": config_to_dict(self.cfg),
-        }
-
     def save(self) -> Path:
-        """Rank 0 writes the checkpoint (the state is replicated); every rank waits for it."""
+        """Rank 0 writes the checkpoint (the state is replicated); every rank takes part in gathering it."""
         path = self.ckpt_dir / f"step_{self.step_count:06d}"
-        weights = optim = None
-        if self.fsdp is not None:  # gathering the full state is a collective: every rank takes part
-            weights = full_model_state(self.fsdp)
-            optim = full_optimizer_state(self.fsdp, self.optimizer)
-        if self.dist.is_main:
-            path = save_checkpoint(
-                self.ckpt_dir,
-                self.step_count,
-                model=self.model,
-                tokenizer=self.tokenizer,
-                trainer_state=self._trainer_state(optim),
-                keep_last=self.cfg.train.keep_last,
-                state_dict=weights,
-            )
-        self.dist.barrier()
+        weights, optimizer = self.backend.full_state(self.optimizer)
+        if self.backend.is_main:
+            lever = {"name": self.lever.name, "state": self.lever.state_dict()}
+            state = {"step": self.step_count, "optimizer": optimizer, "scheduler": self.scheduler.state_dict()}
+            state |= {"lever": lever, "stream": self.stream.state_dict(), "last_clip_frac": self.last_clip_frac}
+            state |= {"rng": capture_rng(self.generators), "config": config_to_dict(self.cfg)}
+            files = {"model": self.model, "tokenizer": self.tokenizer, "keep_last": self.cfg.train.keep_last}
+            path = save_checkpoint(self.ckpt_dir, self.step_count, trainer_state=state, state_dict=weights, **files)
+        self.backend.barrier()
         return path
 
-    def _maybe_resume(self) -> int | None:
-        path = find_latest(self.ckpt_dir)
-        if path is None:
-            log.info("no checkpoint in %s: starting from scratch", self.ckpt_dir)
-            return None
-        if self.fsdp is not None:  # the weights were loaded before sharding
-            state = load_trainer_state(path)
-            load_full_optimizer_state(self.fsdp, self.optimizer, state["optimizer"])
-        else:
-            state = load_checkpoint(path, self.model)
-            self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+    def _restore(self, state: dict[str, Any], path: Path) -> None:
+        """Everything but the weights (the backend loaded those) from a checkpoint's trainer state."""
         lever = state.get("lever")
-        if lever is not None:
-            if lever["name"] != self.lever.name:
-                raise ConfigError(
-                    f"cannot resume: the checkpoint was trained with lever {lever['name']!r}, not {self.lever.name!r}"
-                )
-            self.lever.load_state_dict(lever["state"])
+        if lever is None:
+            raise ConfigError(f"cannot resume from {path}: it has no 'lever' entry (an older format); start a new run")
+        if lever["name"] != self.lever.name:
+            raise ConfigError(
+                f"cannot resume: the checkpoint was trained with lever {lever['name']!r}, not {self.lever.name!r}"
+            )
+        self.lever.load_state_dict(lever["state"])
+        self.backend.load_optimizer_state(self.optimizer, state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
         self.stream.load_state_dict(state["stream"])
         self.last_clip_frac = state.get("last_clip_frac", math.nan)
         restore_rng(state["rng"], self.generators)
         self.step_count = int(state["step"])
-        self._sync_rollout_model()
         log.info("resumed from %s (step %d)", path, self.step_count)
-        return self.step_count
 
-    # ------------------------------------------------------------------ phases
-    def _prompt_ids(self, prompt: str) -> list[int]:
-        ids = self._prompt_cache.get(prompt)
-        if ids is None:
-            ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            self._prompt_cache[prompt] = ids
-        return ids
+    # ---------------------------------------------------------------- rollout
+    def rollout(self, examples) -> tuple[RolloutBatch, torch.Tensor]:
+        """Sample G completions of this rank's share of the step's prompts; (batch, rewards (P_local, G)).
 
-    def _sync_rollout_model(self) -> None:
-        if self.fsdp is None and self.rollout_model is not self.model:
-            with torch.no_grad():
-                for dst, src in zip(self.rollout_model.parameters(), self.model.parameters(), strict=True):
-                    dst.copy_(src)
-
-    def rollout(self, examples) -> tuple[RolloutBatch, torch.Tensor, list[str]]:
-        """Sample group_size completions of this rank's share of ``examples`` (the step's prompts).
-
-        Returns the local batch, rewards (P_local, G) and texts. The sampling uniforms are
-        drawn for the whole global batch on every rank, and each rank uses its columns, so a
-        completion does not depend on how the prompts are split across ranks.
+        The sampling uniforms are drawn for the whole global batch on every rank and each rank
+        uses its columns, so a completion does not depend on how the prompts are split.
         """
         g, n_new = self.cfg.rollout.group_size, self.cfg.rollout.max_new_tokens
-        share = len(examples) // self.dist.world
         uniforms = torch.rand((n_new, len(examples) * g), generator=self.generators["rollout"], device=self.device)
-        rank = self.dist.rank
-        examples = examples[rank * share : (rank + 1) * share]
+        columns = self.backend.share(len(examples) * g)
+        examples = examples[self.backend.share(len(examples))]
         prompts = [self._prompt_ids(ex.prompt) for ex in examples for _ in range(g)]
-        self.rollout_model.eval()
-        batch = generate(
-            self.rollout_model,
-            prompts,
-            max_new_tokens=n_new,
-            temperature=self.cfg.rollout.temperature,
-            eos_id=self.eos_id,
-            pad_id=self.pad_id,
-            device=self.device,
-            uniforms=uniforms[:, rank * share * g : (rank + 1) * share * g],
-            all_finished=None if self.fsdp is None else self._all_finished,
-        )
+        self.backend.sampler.eval()
+        sampling = {"temperature": self.cfg.rollout.temperature, "eos_id": self.eos_id, "pad_id": self.pad_id}
+        sampling |= {"uniforms": uniforms[:, columns], "all_finished": self.backend.sampling_done}
+        batch = generate(self.backend.sampler, prompts, max_new_tokens=n_new, device=self.device, **sampling)
         self.model.train()
-        ids = batch.response_ids.tolist()
-        lengths = batch.response_mask.sum(-1).tolist()
-        texts = []
-        for row, n in zip(ids, lengths, strict=True):
-            row = row[: int(n)]
-            if row and row[-1] == self.eos_id:
-                row = row[:-1]
-            texts.append(self.tokenizer.decode(row, skip_special_tokens=True))
-        rewards = torch.tensor(score(texts, [ex for ex in examples for _ in range(g)]), dtype=torch.float32)
-        return batch, rewards.view(len(examples), g), texts
+        rewards = score(batch.texts(self.tokenizer, self.eos_id), [ex for ex in examples for _ in range(g)])
+        rewards = torch.tensor(rewards, dtype=torch.float32)
+        return batch, rewards.view(len(examples), g)
 
-    def _micro_slices(self, idx: torch.Tensor, batch: RolloutBatch, micro: int):
-        """Index chunks of ``idx`` with the columns they need (left prompt pad and right response pad trimmed)."""
-        p = batch.prompt_ids.shape[1]
-        micro = max(micro, 1)
-        for start in range(0, len(idx), micro):
-            mi = idx[start : start + micro]
-            pm = batch.prompt_mask[mi]
-            first = int((pm.sum(0) > 0).nonzero()[0]) if pm.any() else p
-            t = int(batch.response_mask[mi].sum(-1).max())
-            yield mi, first, max(t, 1)
+    def _prompt_ids(self, prompt: str) -> list[int]:
+        if prompt not in self._prompt_cache:
+            self._prompt_cache[prompt] = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        return self._prompt_cache[prompt]
 
+    # ----------------------------------------------------------------- update
     def update(self, batch: RolloutBatch, adv: torch.Tensor) -> dict[str, float] | None:
-        """PPO epochs × mini-batches with the lever's loss modifiers; aggregated stats, or None if non-finite.
+        """PPO epochs × mini-batches; the global sums of the update metrics, or None if anything is non-finite.
 
-        Mini-batches are drawn from the global batch of sequences (rank r holds sequences
-        [r·n, (r+1)·n)); each rank trains on its members of the mini-batch, with the global
-        token counts, and the gradients are summed over ranks before the optimizer step.
+        Mini-batches are drawn from the global batch of sequences; each rank trains on its
+        members of a mini-batch, with that mini-batch's global token count N in every loss.
         """
         ppo = self.cfg.ppo
-        d = self.dist
-        n_local = batch.response_ids.shape[0]
-        n_seq = n_local * d.world
-        offset = d.rank * n_local
-        mini = n_seq // ppo.minibatches
-        micro = ppo.micro_batch_size or mini
-        on_policy = ppo.on_policy
-        input_ids, attn = batch.input_ids, batch.attention_mask
-        p = batch.prompt_ids.shape[1]
-        old_all = batch.logprobs
-        if not on_policy and ppo.old_logprobs == "recompute":
-            with torch.no_grad():
-                old_all = torch.cat(
-                    [
-                        self._logprobs(input_ids[mi], attn[mi], batch.response_ids[mi], p)[0]
-                        for mi in torch.arange(n_local).split(micro)
-                    ]
-                )
-        lever = self.lever
-        sums: dict[str, float] = {}
-        norms, tokens_seen = [], 0.0
+        n_local = batch.response_ids.shape[0]  # B sequences on this rank
+        n_global = self.backend.global_rows(n_local)
+        micro = ppo.micro_batch_size or n_global // ppo.minibatches
+        old_all = self._old_logprobs(batch, micro)  # (B, T)
+        sums: dict[str, float] = {}  # this rank's metric sums over micro-batches
+        tokens = norms = updates = 0.0  # global already: not all-reduced again
+        snapshot = self.backend.snapshot(self.optimizer) if ppo.epochs * ppo.minibatches > 1 else None
         for _ in range(ppo.epochs):
-            perm = (
-                torch.randperm(n_seq, generator=self.generators["shuffle"])
-                if ppo.minibatches > 1
-                else torch.arange(n_seq)
-            )
-            for j in range(ppo.minibatches):
-                members = perm[j * mini : (j + 1) * mini]
-                idx = (members[(members >= offset) & (members < offset + n_local)] - offset).to(self.device)
-                mask_mb = batch.response_mask[idx].float()
-                counts = lever.counts(batch.logprobs[idx].reshape(1, -1), mask_mb.reshape(1, -1))
-                keys = sorted(counts)
-                n_tok, *totals = d.sum_floats(float(mask_mb.sum()), *(float(counts[k].sum()) for k in keys))
-                counts = {k: torch.full((1, 1), v, device=self.device) for k, v in zip(keys, totals, strict=True)}
-                n_micro = -(-len(idx) // max(micro, 1))
-                n_pad = self.dist.max_int(n_micro, self.device) - n_micro if self.fsdp is not None else 0
-                self.optimizer.zero_grad(set_to_none=True)
-                for mi, first, t in self._micro_slices(idx, batch, micro):
-                    cols = slice(first, p + t)
-                    resp = batch.response_ids[mi, :t]
-                    logp, ent = self._logprobs(
-                        input_ids[mi, cols], attn[mi, cols], resp, p - first, entropy=lever.needs_entropy
-                    )
-                    mask = batch.response_mask[mi, :t].float()
-                    ref = None
-                    if self.ref_model is not None:
-                        with torch.no_grad():
-                            ref, _ = self._logprobs(
-                                input_ids[mi, cols], attn[mi, cols], resp, p - first, model=self.ref_model
-                            )
-                    old = logp.detach() if on_policy else old_all[mi, :t]
-                    tok = TokenBatch(
-                        logp=logp.reshape(1, -1),
-                        old_logp=old.reshape(1, -1),
-                        adv=adv[mi, None].expand_as(logp).reshape(1, -1),
-                        mask=mask.reshape(1, -1),
-                        num_tokens=max(n_tok, 1.0),
-                        counts=counts,
-                        entropy=None if ent is None else ent.reshape(1, -1),
-                        ref_logp=None if ref is None else ref.reshape(1, -1),
-                    )
-                    loss, stats = policy_loss(tok, lever.modify(tok), self.loss_cfg)
-                    if not torch.isfinite(loss) and not d.enabled:
-                        self.optimizer.zero_grad(set_to_none=True)
-                        return None
-                    loss.backward()  # under torchrun a non-finite loss reaches every rank through the gradients
-                    for key, value in stats.items():
-                        sums[key] = sums.get(key, 0.0) + float(value)
-                if self.fsdp is not None:
-                    self._pad_micro_batches(batch, n_pad)
-                else:
-                    d.all_reduce_grads(self.model.parameters())
-                clip = self.cfg.optim.grad_clip or float("inf")
-                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-                if not torch.isfinite(norm):
-                    self.optimizer.zero_grad(set_to_none=True)
+            many = ppo.minibatches > 1
+            perm = torch.randperm(n_global, generator=self.generators["shuffle"]) if many else torch.arange(n_global)
+            for members in perm.split(n_global // ppo.minibatches):
+                idx = self.backend.local_rows(members, n_local).to(self.device)  # this rank's rows (b,)
+                step = self._optimizer_step(batch, adv, old_all, idx, micro, sums)
+                if step is None:  # all or nothing: undo the step's earlier optimizer steps too
+                    if snapshot is not None:
+                        snapshot.restore()
                     return None
-                norms.append(float(norm))
-                self.optimizer.step()
-                tokens_seen += n_tok
-        n_updates = ppo.epochs * ppo.minibatches
-        keys = sorted(sums)
-        sums = dict(zip(keys, d.sum_floats(*(sums[k] for k in keys)), strict=True))
-        return {
-            "pg_loss": sums.get("pg_loss", 0.0) / max(tokens_seen, 1.0),
-            "clip_frac": sums.get("clip_frac", 0.0) / max(tokens_seen, 1.0),
-            "high_prob_frac": sums.get("high_prob_frac", 0.0) / max(tokens_seen, 1.0),
-            "ppo_kl": sums.get("ppo_kl", 0.0) / max(tokens_seen, 1.0),
-            "entropic_term": sums.get("entropic_term", 0.0) / n_updates,
-            "grad_norm": float(np.mean(norms)) if norms else 0.0,
-            "train_tokens": tokens_seen,
-        }
+                tokens, norms, updates = tokens + step[0], norms + step[1], updates + 1
+        return {**self.backend.all_reduce(sums), "train_tokens": tokens, "grad_norm": norms, "updates": updates}
 
-    def _all_finished(self, done: torch.Tensor) -> bool:
-        """Sampling stops when every sequence of every rank has finished (a sharded model steps in lockstep)."""
-        return self.dist.all_true(bool(done.all()), self.device)
+    def _optimizer_step(self, batch, adv, old_all, idx, micro, sums) -> tuple[float, float] | None:
+        """One mini-batch: Σ_micro ∇loss → backend hook → clip → AdamW; (global tokens N, grad norm) or None."""
+        mask = batch.response_mask[idx].float()  # (b, T)
+        counts = self.lever.counts(batch.logprobs[idx].reshape(1, -1), mask.reshape(1, -1))
+        local = {"N": float(mask.sum()), **{f"count.{k}": float(v.sum()) for k, v in counts.items()}}
+        glob = self.backend.all_reduce(local)  # the mini-batch's global token count N and lever counts
+        n_tok = glob.pop("N")
+        counts = {k.removeprefix("count."): torch.full((1, 1), v, device=self.device) for k, v in glob.items()}
+        self.optimizer.zero_grad(set_to_none=True)
+        finite = True
+        pad_chunk = (torch.zeros(1, dtype=torch.long, device=self.device), 0, 1)  # one token, for padding passes
+        chunks = self.backend.micro_batches(
+            batch.micro_chunks(idx, micro), lambda: self._score(batch, pad_chunk, self.lever.needs_entropy)
+        )
+        for chunk in chunks:
+            loss, stats = self._micro_loss(batch, adv, old_all, chunk, max(n_tok, 1.0), counts)
+            finite = finite and bool(torch.isfinite(loss))
+            loss.backward()
+            for key, value in stats.items():
+                sums[key] = sums.get(key, 0.0) + float(value)
+        self.backend.after_backward()  # Σ_ranks of the gradients (replicas), nothing (single, FSDP)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip or math.inf)
+        if not (self.backend.all_true(finite) and torch.isfinite(norm)):
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        self.optimizer.step()
+        return n_tok, float(norm)
 
-    def _pad_micro_batches(self, batch: RolloutBatch, n_pad: int) -> None:
-        """FSDP: ``n_pad`` zero-weight forward/backward passes, so every rank makes as many as the busiest.
+    def _micro_loss(self, batch, adv, old_all, chunk: Chunk, n_tok: float, counts) -> tuple[torch.Tensor, dict]:
+        """The micro-batch's share Σ ℓ_t / N of the mini-batch loss, and its metric sums."""
+        mi, _, t = chunk
+        logp, ent = self._score(batch, chunk, self.lever.needs_entropy)  # (m, t) each
+        ref = None
+        if self.ref_model is not None:
+            with torch.no_grad():
+                ref, _ = self._score(batch, chunk, False, model=self.ref_model)
+        old = logp.detach() if self.cfg.ppo.on_policy else old_all[mi, :t]
+        flat = lambda x: None if x is None else x.reshape(1, -1)  # noqa: E731 - (m, t) → (1, m·t)
+        tok = TokenBatch(
+            logp=flat(logp),
+            old_logp=flat(old),
+            adv=flat(adv[mi, None].expand_as(logp)),
+            mask=flat(batch.response_mask[mi, :t].float()),
+            num_tokens=n_tok,
+            counts=counts,
+            entropy=flat(ent),
+            ref_logp=flat(ref),
+        )
+        return policy_loss(tok, self.lever.modify(tok), self.loss_cfg)
 
-        Sharded parameters are gathered and gradients reduced inside every forward and
-        backward, so all ranks must make the same number of them; a rank with fewer sequences
-        in this mini-batch adds passes over one token whose loss is multiplied by 0.
-        """
-        p = batch.prompt_ids.shape[1]
-        for _ in range(n_pad):
-            logp, ent = self._logprobs(
-                batch.input_ids[:1, : p + 1],
-                batch.attention_mask[:1, : p + 1],
-                batch.response_ids[:1, :1],
-                p,
-                entropy=self.lever.needs_entropy,
-            )
-            (logp.sum() * 0.0 + (ent.sum() * 0.0 if ent is not None else 0.0)).backward()
-
-    def _logprobs(self, input_ids, attn, response_ids, prompt_len, *, entropy: bool = False, model=None):
-        """(log-probs, entropies or None) of the response tokens; entropies carry a gradient.
-
-        ``model`` defaults to the policy; a sharded policy is called through its root module.
-        """
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
+    def _score(self, batch, chunk: Chunk, entropy: bool, model=None):
+        """(log-probs, entropies or None) of a chunk's response tokens, (m, t); the policy unless ``model``."""
+        mi, first, t = chunk
+        cols = slice(first, batch.prompt_ids.shape[1] + t)
+        args = (batch.input_ids[mi, cols], batch.attention_mask[mi, cols], batch.response_ids[mi, :t])
         kwargs = {"temperature": self.cfg.rollout.temperature, "with_entropy": entropy, "entropy_grad": entropy}
-        with autocast:
-            if model is None and self.fsdp is not None:
-                return self.fsdp("score", input_ids, attn, response_ids, **kwargs)
-            return response_logprobs(model or self.model, input_ids, attn, response_ids, **kwargs)
+        if model is None:
+            return self.backend.score(*args, **kwargs)
+        with self.backend.autocast():
+            return response_logprobs(model, *args, **kwargs)
+
+    def _old_logprobs(self, batch: RolloutBatch, micro: int) -> torch.Tensor:
+        """log π_old (B, T): the rollout's, or recomputed by the current policy before any update."""
+        if self.cfg.ppo.on_policy or self.cfg.ppo.old_logprobs != "recompute":
+            return batch.logprobs
+        t = batch.response_ids.shape[1]
+        with torch.no_grad():
+            rows = torch.arange(batch.response_ids.shape[0], device=self.device).split(micro)
+            return torch.cat([self._score(batch, (mi, 0, t), False)[0] for mi in rows])
 
     # ------------------------------------------------------------------- step
     def step(self) -> dict[str, Any]:
         """One RL step; returns its metrics row."""
-        cfg = self.cfg
-        t0 = time.perf_counter()
-        examples = self.stream.next_batch(cfg.data.prompts_per_step)
-        batch, rewards, _ = self.rollout(examples)
+        cfg, lever, t0 = self.cfg, self.lever, time.perf_counter()
+        # rollout: this rank's share of the prompts, G completions each
+        batch, rewards = self.rollout(self.stream.next_batch(cfg.data.prompts_per_step))
         t_roll = time.perf_counter() - t0
-
+        # rewards (P, G) → group advantages, one per sequence (P·G,)
         adv = group_advantages(rewards, eps=cfg.ppo.adv_eps, scale_by_std=cfg.ppo.advantage == "grpo")
         adv = adv.reshape(-1).to(self.device)
-        mask = batch.response_mask
-        # global token-weighted sums (identical on every rank under torchrun)
-        n_tokens, h_sum, lp_sum, r_sum, r_sq, n_r, flat, n_seq = self.dist.sum_floats(
-            float(mask.sum()),
-            float((batch.entropy * mask).sum()),
-            float((batch.logprobs * mask).sum()),
-            float(rewards.sum()),
-            float((rewards * rewards).sum()),
-            float(rewards.numel()),
-            float((rewards.max(-1).values == rewards.min(-1).values).sum()),
-            float(mask.shape[0]),
-        )
-        entropy = h_sum / max(n_tokens, 1.0)
-        nll = -lp_sum / max(n_tokens, 1.0)
-        reward_mean = r_sum / n_r
-        reward_std = math.sqrt(max(r_sq - n_r * reward_mean**2, 0.0) / max(n_r - 1, 1))
-        lever = self.lever
-        target = (
-            lever.target_at(self.step_count)
-            if hasattr(lever, "target_at")
-            else float(cfg.control.schedule()(self.step_count))
-        )
-        saved = lever.state_dict()
-        skipped = not (math.isfinite(entropy) and math.isfinite(nll))
-        if not skipped:
-            lever.update(
-                StepStats(
-                    step=self.step_count,
-                    total_steps=cfg.train.steps,
-                    entropy=entropy,
-                    nll=nll,
-                    reward_mean=reward_mean,
-                    clip_frac=self.last_clip_frac,
-                )
-            )
+        # global step statistics: token-weighted sums over ranks, identical on every rank
+        sums = self.backend.all_reduce(rollout_sums(batch.entropy, batch.logprobs, batch.response_mask, rewards))
+        stats = reduce_sums(sums, update=False)
+        # lever update from those statistics, rolled back below if the step is skipped
+        saved, target = lever.state_dict(), lever.target_at(self.step_count)
+        finite = math.isfinite(stats["entropy"]) and math.isfinite(stats["entropy_nll"])
+        if finite:
+            h, nll, reward = stats["entropy"], stats["entropy_nll"], stats["reward_mean"]
+            lever.update(StepStats(self.step_count, cfg.train.steps, h, nll, reward, self.last_clip_frac))
         lever_row = lever.metrics()
-        self.dist.assert_same("the lever state", [float(v) for v in lever_row.values()], device=self.device)
-
+        self.backend.check_replicated("the lever state", lever_row)
+        # policy update: epochs × mini-batches × micro-batches (None: a non-finite loss or gradient)
         t1 = time.perf_counter()
-        stats = None if skipped else self.update(batch, adv)
-        if stats is None:  # non-finite entropy or loss: drop the step, keep the lever as it was
-            skipped = True
-            lever.load_state_dict(saved)
-            lever_row = {**lever.metrics(), **{k: 0.0 for k in _APPLIED if k in lever_row}}  # nothing was applied
-            stats = {}
-        else:
-            self.last_clip_frac = stats["clip_frac"]
+        trained = self.update(batch, adv) if finite else None
         t_train = time.perf_counter() - t1
-        self.scheduler.step()
-        self._sync_rollout_model()
+        if trained is None:  # skipped: model, optimizer, lr schedule and lever as before the step
+            lever.load_state_dict(saved)
+            lever_row = {**lever.metrics(), **{k: 0.0 for k in lever.applied_metrics if k in lever_row}}
+            log.warning("step %d skipped: non-finite entropy, loss or gradient", self.step_count + 1)
+        update = reduce_sums(trained or {}, update=True)  # NaN when skipped
+        if trained is not None:
+            self.last_clip_frac = update["clip_frac"]
+            self.scheduler.step()
+        self.backend.sync_sampler()
         self.step_count += 1
-
+        if self.trace is not None:
+            self.trace.write(self.step_count, lever_row, lever.state_dict())
+        # the metrics row (keys, TensorBoard tags and aggregations: llm.metrics.METRICS)
         step_s = time.perf_counter() - t0
-        row = {
-            "step": self.step_count,
-            "entropy": entropy,
-            "entropy_target": target,
-            "alpha": 0.0,
-            "integral": self.controller.integral if self.controller else 0.0,
-            "p_term": 0.0,
-            "i_term": 0.0,
-            **lever_row,
-            "entropy_nll": nll,
-            "reward_mean": reward_mean,
-            "reward_std": reward_std,
-            "frac_zero_std_groups": flat / (n_r / cfg.rollout.group_size),
-            "response_len_mean": n_tokens / n_seq,
-            "lr": self.scheduler.get_last_lr()[0],
-            "rollout_s": t_roll,
-            "train_s": t_train,
-            "step_s": step_s,
-            "tokens_per_s": n_tokens / step_s,
-            "rollout_tokens_per_s": n_tokens / max(t_roll, 1e-9),
-            "train_tokens_per_s": stats.get("train_tokens", 0.0) / max(t_train, 1e-9),
-            "skipped": skipped,
-            **{k: v for k, v in stats.items() if k != "train_tokens"},
-        }
-        for key in ("clip_frac", "high_prob_frac", "grad_norm", "pg_loss", "entropic_term", "ppo_kl"):
-            row.setdefault(key, float("nan"))
-        if skipped:
-            log.warning("step %d skipped: non-finite entropy or loss", self.step_count)
-        if self._trace is not None:
-            self._trace.write(json.dumps({"step": self.step_count, **lever_row, "lever": lever.state_dict()}) + "\n")
-            self._trace.flush()
+        row = {"step": self.step_count, **stats, "entropy_target": math.nan if target is None else float(target)}
+        row |= {**lever_row, **update, "lr": self.scheduler.get_last_lr()[0], "skipped": trained is None}
+        tokens, trained_tokens = sums["tokens"], (trained or {}).get("train_tokens", 0.0)
+        row |= {"rollout_s": t_roll, "train_s": t_train, "step_s": step_s, "tokens_per_s": tokens / step_s}
+        row["rollout_tokens_per_s"] = tokens / max(t_roll, 1e-9)
+        row["train_tokens_per_s"] = trained_tokens / max(t_train, 1e-9)
         return row
 
     def train(self) -> list[dict[str, Any]]:
@@ -566,10 +336,9 @@ class Trainer:
                     self.save()
             self.save()
         finally:
-            if self.logger is not None:
-                self.logger.close()
-            if self._trace is not None:
-                self._trace.close()
+            for out in (self.logger, self.trace):
+                if out is not None:
+                    out.close()
         return rows
 
 

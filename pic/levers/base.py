@@ -129,6 +129,8 @@ class Lever:
     """
 
     name = "lever"
+    applied_metrics: tuple[str, ...] = ()
+    """Keys of `metrics` that say what the lever applied in the step (a plant logs them as 0 on a skipped step)."""
     acts_through_ratio = False
     needs_entropy = False
     needs_reference = False
@@ -157,6 +159,10 @@ class Lever:
     def metrics(self) -> dict[str, float]:
         """Scalars to log for the step (loop-mean when L > 1)."""
         return {}
+
+    def target_at(self, step: int) -> float | None:
+        """The entropy target (nats) the lever steers to at RL step ``step``; None when it holds no target."""
+        return None
 
     # ------------------------------------------------------------- persistence
     def state_dict(self) -> dict[str, Any]:

@@ -46,6 +46,7 @@ class EntropyBonus(Lever):
     """Constant entropy bonus: loss −= coef·mean_t H_t (full vocabulary, with gradient)."""
 
     name = "entropy_bonus"
+    applied_metrics = ("entropy_coef",)
     needs_entropy = True
 
     def __init__(self, coef: float = 0.001, *, loops: int = 1) -> None:
@@ -68,6 +69,7 @@ class KLPenalty(Lever):
     """KL penalty to a frozen reference policy: loss += coef·mean_t k3 (verl low_var_kl)."""
 
     name = "kl_penalty"
+    applied_metrics = ("kl_coef",)
     needs_reference = True
 
     def __init__(self, coef: float = 0.001, *, loops: int = 1) -> None:
@@ -124,6 +126,7 @@ class AdaptiveEntropy(Lever):
     """
 
     name = "adaptive_entropy"
+    applied_metrics = ("entropy_coef",)
     needs_entropy = True
 
     def __init__(
@@ -210,6 +213,7 @@ class SACTemperature(Lever):
     """
 
     name = "sac_temperature"
+    applied_metrics = ("entropy_coef",)
     needs_entropy = True
 
     def __init__(

@@ -50,6 +50,7 @@ class EntroPIC(Lever):
     """
 
     name = "entropic"
+    applied_metrics = ("alpha", "p_term", "i_term")
 
     def __init__(
         self,

@@ -110,3 +110,95 @@ def test_prompts_must_split_evenly_across_ranks(setup, tmp_path):
     cmd_extra = ("--set", "data.prompts_per_step=3", "--set", "ppo.minibatches=1", "--set", "ppo.micro_batch_size=0")
     with pytest.raises(AssertionError, match="multiple of the 2 ranks"):
         _train(model, data, tmp_path / "bad", ranks=2, steps=1, extra=cmd_extra)
+
+
+# ----------------------------------------------------------------- every collective on the backend's device
+class _Recorded(Exception):
+    """Raised by the stand-in all-reduce: the test only needs the tensor a collective was given."""
+
+
+@pytest.mark.parametrize("kind", ["ddp", "fsdp"])
+def test_every_collective_runs_on_the_backend_device(monkeypatch, kind):
+    """A NCCL group accepts CUDA tensors only: each collective must be handed a tensor on ``backend.device``.
+
+    The backend is put on the ``meta`` device (so a CPU default anywhere shows up) and
+    ``torch.distributed.all_reduce`` records the device of what it receives, then stops the call.
+    """
+    import torch.distributed as dist
+
+    from llm.parallel import DataParallel, FullySharded
+
+    seen = []
+
+    def spy(tensor, op=None, **kwargs):
+        seen.append(tensor.device)
+        raise _Recorded
+
+    monkeypatch.setattr(dist, "all_reduce", spy)
+    backend = (FullySharded if kind == "fsdp" else DataParallel)(torch.device("meta"), rank=0, world=2)
+    backend.model = torch.nn.Linear(3, 2, device="meta")
+    for p in backend.model.parameters():
+        p.grad = torch.zeros_like(p)
+    calls = [
+        lambda: backend.all_reduce({"tokens": 3.0, "entropy": 1.5}),
+        lambda: backend.all_reduce({"n": 1.0}, op="max"),
+        lambda: backend.all_true(True),
+        lambda: backend.check_replicated("the lever state", {"alpha": 0.5}),
+    ]
+    if kind == "ddp":
+        calls.append(backend.after_backward)  # FSDP reduces its gradients inside backward hooks
+        assert backend.sampling_done(torch.ones(2, dtype=torch.bool))  # replicas sample independently: local
+    else:
+        calls.append(lambda: backend.sampling_done(torch.ones(2, dtype=torch.bool)))  # sharded: in lockstep
+        calls.append(lambda: list(backend.micro_batches([1, 2], pad_pass=lambda: ())))
+    for call in calls:
+        with pytest.raises(_Recorded):
+            call()
+    assert len(seen) == len(calls)
+    assert all(d == torch.device("meta") for d in seen), seen
+
+
+def test_named_all_reduce_single_process_is_the_identity():
+    from llm.parallel import SingleProcess
+
+    b = SingleProcess(torch.device("cpu"))
+    assert b.all_reduce({"b": 2, "a": 1.5}) == {"a": 1.5, "b": 2.0}
+    assert b.all_true(True) and not b.all_true(False)
+    assert b.share(8) == slice(0, 8) and b.global_rows(5) == 5
+    assert b.local_rows(torch.tensor([4, 0, 2]), 5).tolist() == [4, 0, 2]
+
+
+def test_rank_shares_partition_the_global_batch():
+    """Ranks' shares and mini-batch members, computed independently, cover the batch once each."""
+    from llm.parallel import DataParallel
+
+    world, n_local = 4, 3
+    ranks = [DataParallel(torch.device("cpu"), rank=r, world=world) for r in range(world)]
+    shares = [list(range(12))[b.share(12)] for b in ranks]
+    assert shares == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10, 11]]
+    members = torch.tensor([11, 0, 5, 3, 7])
+    local = [b.local_rows(members, n_local) for b in ranks]
+    glob = sorted(int(i) + r * n_local for r, rows in enumerate(local) for i in rows)
+    assert glob == sorted(members.tolist())
+
+
+def test_sharded_micro_batches_pad_to_the_busiest_rank_with_zero_weight_passes(monkeypatch):
+    """A rank with 1 micro-batch when another has 3 adds 2 passes whose gradient is exactly 0."""
+    import torch.distributed as dist
+
+    from llm.parallel import FullySharded
+
+    def busiest_rank_has_three(tensor, op=None, **kwargs):
+        tensor.fill_(3.0)
+
+    monkeypatch.setattr(dist, "all_reduce", busiest_rank_has_three)
+    backend = FullySharded(torch.device("cpu"), rank=1, world=2)
+    w = torch.nn.Parameter(torch.ones(3))
+    passes = []
+
+    def pad_pass():
+        passes.append(1)
+        return (w * 2.0, None)
+
+    assert list(backend.micro_batches(["only"], pad_pass)) == ["only"]
+    assert len(passes) == 2 and torch.equal(w.grad, torch.zeros(3))

@@ -6,6 +6,7 @@ Run: python -m pytest tests/llm/test_trainer.py
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -96,8 +97,10 @@ def test_a_few_steps_change_the_model_and_log_everything(tiny_model_dir, data_fi
     assert any(r["clip_frac"] > 0 or r["ppo_kl"] != 0 for r in logged[1:])  # off-policy updates happened
     assert (tmp_path / "run" / "checkpoints" / "latest").read_text().strip() == "step_000006"
     assert list((tmp_path / "run" / "tb").glob("events.*"))
-    lever = json.loads((tmp_path / "run" / "checkpoints" / "step_000006" / "lever.json").read_text())
-    assert lever["state"]["controller"]["step"] == 6
+    ckpt = tmp_path / "run" / "checkpoints" / "step_000006"
+    lever = json.loads((ckpt / "lever.json").read_text())
+    assert lever["name"] == "entropic" and lever["state"]["controller"]["step"] == 6
+    assert not (ckpt / "controller.json").exists()  # the lever's state lives in lever.json only
 
 
 def test_resume_is_bit_exact(tiny_model_dir, data_file, tmp_path):
@@ -138,7 +141,8 @@ def test_non_finite_entropy_skips_the_step_and_keeps_the_controller(tiny_model_d
 
 def test_plain_grpo_has_no_alpha(tiny_model_dir, data_file, tmp_path):
     rows = train(_cfg(tiny_model_dir, data_file, tmp_path / "run", "control.enabled=false", "train.steps=2"))
-    assert all(r["alpha"] == 0.0 and r["entropic_term"] == 0.0 for r in rows)
+    assert all(r.get("alpha", 0.0) == 0.0 and r["entropic_term"] == 0.0 for r in rows)
+    assert all("alpha" not in r and math.isnan(r["entropy_target"]) for r in rows)  # no lever metrics, no target
 
 
 def test_bad_inputs_are_refused(tiny_model_dir, data_file, tmp_path):
@@ -150,3 +154,114 @@ def test_bad_inputs_are_refused(tiny_model_dir, data_file, tmp_path):
     bad.write_text('{"prompt": "1+1="}\n')
     with pytest.raises(ValueError, match=r"bad.jsonl:1: field 'answer' is missing"):
         Trainer(_cfg(tiny_model_dir, bad, tmp_path / "c"))
+
+
+def test_step_statistics_from_named_sums_match_a_direct_computation():
+    """`rollout_sums` → (split across two "ranks", summed) → `reduce_sums` equals numpy on the whole batch."""
+    import numpy as np
+
+    from llm.metrics import reduce_sums, rollout_sums
+
+    gen = torch.Generator().manual_seed(0)
+    ent, logp = torch.rand(8, 5, generator=gen), -torch.rand(8, 5, generator=gen)
+    mask = (torch.rand(8, 5, generator=gen) > 0.3).float()
+    rewards = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.5], [0.0, 0.0]])  # 4 groups of G = 2
+    halves = [rollout_sums(ent[i : i + 4], logp[i : i + 4], mask[i : i + 4], rewards[j : j + 2])
+              for i, j in ((0, 0), (4, 2))]  # fmt: skip
+    sums = {k: halves[0][k] + halves[1][k] for k in halves[0]}
+    got = reduce_sums(sums, update=False)
+    m, r = mask.numpy().astype(float), rewards.numpy().astype(float)
+    assert got["entropy"] == pytest.approx((ent.numpy() * m).sum() / m.sum(), rel=1e-6)
+    assert got["entropy_nll"] == pytest.approx(-(logp.numpy() * m).sum() / m.sum(), rel=1e-6)
+    assert got["reward_mean"] == pytest.approx(r.mean())
+    assert got["reward_std"] == pytest.approx(r.std(ddof=1))
+    assert got["frac_zero_std_groups"] == pytest.approx(np.mean(r.std(axis=1) == 0))
+    assert got["response_len_mean"] == pytest.approx(m.sum(1).mean())
+    skipped = reduce_sums({}, update=True)  # a skipped update: every update metric NaN
+    assert skipped and all(math.isnan(v) for v in skipped.values())
+    sums = {"pg_loss": 3.0, "clip_frac": 1.0, "high_prob_frac": 2.0, "ppo_kl": 0.5, "entropic_term": 0.2}
+    sums |= {"grad_norm": 6.0, "train_tokens": 10.0, "updates": 4.0}
+    got = reduce_sums(sums, update=True)
+    assert got == pytest.approx({"pg_loss": 0.3, "clip_frac": 0.1, "high_prob_frac": 0.2, "ppo_kl": 0.05,
+                                 "entropic_term": 0.05, "grad_norm": 1.5})  # fmt: skip
+
+
+def test_every_logged_key_has_a_tag_and_lever_metrics_a_prefix(tiny_model_dir, data_file, tmp_path):
+    from llm.metrics import LEVER_TAG, METRICS, REDUCTIONS, tb_tag
+
+    assert all(m.reduce in REDUCTIONS for m in METRICS.values())
+    trainer = Trainer(_cfg(tiny_model_dir, data_file, tmp_path / "run", "train.steps=1"))
+    row = trainer.step()
+    trainer.logger.close()
+    lever_keys = set(trainer.lever.metrics())
+    assert lever_keys == {"alpha", "integral", "p_term", "i_term"}
+    assert set(row) - {"step"} == set(METRICS) | lever_keys
+    assert {tb_tag(k) for k in lever_keys} == {LEVER_TAG + k for k in lever_keys}
+    assert len({tb_tag(k) for k in row}) == len(row)  # no two keys share a tag
+
+
+def test_lr_schedule_values(tiny_model_dir):
+    """Warmup (t + 1)/W, then constant / linear / cosine down to the floor m, held after the last step."""
+    from llm.schedule import lr_lambda
+
+    w, total, m = 2, 10, 0.1
+    cos = lr_lambda("cosine", w, total, m)
+    lin = lr_lambda("linear", w, total, m)
+    const = lr_lambda("constant", w, total, m)
+    assert [cos(0), cos(1)] == [0.5, 1.0] == [lin(0), lin(1)] == [const(0), const(1)]
+    for t in range(w, total + 3):
+        p = min((t - w) / (total - w), 1.0)
+        assert lin(t) == pytest.approx(1 - (1 - m) * p)
+        assert cos(t) == pytest.approx(m + (1 - m) * (math.cos(math.pi * p) + 1) / 2)
+        assert const(t) == 1.0
+    assert cos(total) == pytest.approx(m) and cos(total + 5) == pytest.approx(m)
+
+
+def test_resume_without_checkpoint_warns_and_old_checkpoints_are_refused(tiny_model_dir, data_file, tmp_path, caplog):
+    run = tmp_path / "run"
+    with caplog.at_level("WARNING", logger="llm.trainer"):
+        rows = train(_cfg(tiny_model_dir, data_file, run, "train.steps=1", "train.resume=true"))
+    assert len(rows) == 1
+    assert any("no checkpoint" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    state_file = run / "checkpoints" / "step_000001" / "trainer_state.pt"
+    state = torch.load(state_file, weights_only=False)
+    assert state["lever"]["name"] == "entropic" and "controller" not in state
+    state["controller"] = state.pop("lever")["state"]["controller"]  # the layout before levers
+    torch.save(state, state_file)
+    with pytest.raises(ConfigError, match="has no 'lever' entry"):
+        Trainer(_cfg(tiny_model_dir, data_file, run, "train.steps=2", "train.resume=true"))
+
+
+def test_a_non_finite_third_of_four_mini_batches_leaves_the_step_undone(
+    tiny_model_dir, data_file, tmp_path, monkeypatch
+):
+    """All or nothing: mini-batches 1 and 2 stepped AdamW, the 3rd turns NaN → model, optimizer,
+    lr schedule and lever are exactly as before the step."""
+    import copy
+
+    import llm.trainer as trainer_mod
+
+    cfg = _cfg(tiny_model_dir, data_file, tmp_path / "run", "ppo.epochs=2", "ppo.minibatches=2", "train.steps=3")
+    trainer = Trainer(cfg)
+    trainer.step()  # the optimizer has state to corrupt from here on
+    params = [p.detach().clone() for p in trainer.model.parameters()]
+    optim = copy.deepcopy(trainer.optimizer.state_dict())
+    sched, lever = trainer.scheduler.state_dict(), copy.deepcopy(trainer.lever.state_dict())
+    real, calls = trainer_mod.policy_loss, {"n": 0}
+
+    def nan_in_third(tok, mods, loss_cfg):  # one micro-batch per mini-batch: call 3 is mini-batch 3
+        loss, stats = real(tok, mods, loss_cfg)
+        calls["n"] += 1
+        return (loss * float("nan") if calls["n"] == 3 else loss), stats
+
+    monkeypatch.setattr(trainer_mod, "policy_loss", nan_in_third)
+    row = trainer.step()
+    trainer.logger.close()
+    assert calls["n"] == 3 and row["skipped"] and math.isnan(row["grad_norm"])
+    assert all(torch.equal(a, b) for a, b in zip(params, trainer.model.parameters(), strict=True))
+    after = trainer.optimizer.state_dict()
+    assert after["param_groups"] == optim["param_groups"]
+    for k, state in optim["state"].items():
+        assert all(torch.equal(v, after["state"][k][name]) for name, v in state.items())
+    assert trainer.scheduler.state_dict() == sched and trainer.lever.state_dict() == lever
+    assert row["alpha"] == 0.0 and row["integral"] == trainer.lever.metrics()["integral"]
