@@ -21,6 +21,8 @@ from typing import Any
 
 from pic.io import atomic_write_text
 
+from .checkpoint import repair_jsonl
+
 __all__ = [
     "LEVER_TAG",
     "METRICS",
@@ -173,6 +175,7 @@ class MetricsLogger:
         if resume_step is None:
             atomic_write_text(self.path, "")
         else:
+            repair_jsonl(self.path)  # a torn last row (crash, full disk) is cut back, with a warning
             self._truncate(resume_step)
         self._fh = open(self.path, "a")  # noqa: SIM115 - kept open for the run
         self._tb = None

@@ -54,7 +54,9 @@ class EntroPICParams:
 
         Returns self. A plug-in that exposes only some of the fields checks just those.
         """
-        names = tuple(f.name for f in dataclasses.fields(self)) if fields is None else fields
+        names = (
+            tuple(f.name for f in dataclasses.fields(EntroPICParams)) if fields is None else fields
+        )  # not a subclass's
         for name in sorted(names, key=lambda n: n == "target"):  # the target (a schedule) last
             if name == "target":
                 self.schedule(prefix)
