@@ -49,6 +49,7 @@ REDUCTIONS: dict[str, str | None] = {
     "sample_std": "samples",  # sqrt((Σ x² − n·mean²) / (n − 1)) from Σ x, Σ x² and n
     "group_mean": "groups",  # Σ over GRPO groups (all ranks) / number of groups
     "update_mean": "updates",  # Σ over micro-batches and ranks / number of optimizer steps
+    "sum": None,  # Σ over ranks (a count: e.g. completions a verifier had to kill)
     "value": None,  # one value, already identical on every rank
 }
 """How a metric is aggregated → the name of the count its sum is divided by."""
@@ -75,6 +76,8 @@ METRICS: dict[str, Metric] = {
         Metric("reward_std", "reward/std", "sample_std", "reward"),
         Metric("frac_zero_std_groups", "reward/frac_zero_std_groups", "group_mean", "flat_groups"),
         Metric("response_len_mean", "rollout/response_len_mean", "sequence_mean", "tokens"),
+        Metric("verifier_timeouts", "reward/verifier_timeouts", "sum"),
+        Metric("verifier_crashes", "reward/verifier_crashes", "sum"),
         Metric("pg_loss", "loss/policy", "train_token_mean", update=True),
         Metric("clip_frac", "loss/clip_frac", "train_token_mean", update=True),
         Metric("high_prob_frac", "loss/high_prob_frac", "train_token_mean", update=True),
@@ -106,6 +109,8 @@ def reduce_sums(sums: dict[str, float], *, update: bool) -> dict[str, float]:
         src, count = m.source or m.key, REDUCTIONS[m.reduce]
         if src not in sums:
             out[m.key] = math.nan
+        elif m.reduce == "sum":
+            out[m.key] = sums[src]
         elif m.reduce == "sample_std":
             n, mean = sums[count], sums[src] / sums[count]
             out[m.key] = math.sqrt(max(sums[src + "_sq"] - n * mean**2, 0.0) / max(n - 1, 1))
@@ -114,10 +119,11 @@ def reduce_sums(sums: dict[str, float], *, update: bool) -> dict[str, float]:
     return out
 
 
-def rollout_sums(entropy, logprobs, mask, rewards) -> dict[str, float]:
+def rollout_sums(entropy, logprobs, mask, rewards, scores=None) -> dict[str, float]:
     """This rank's sums behind the step statistics (to be all-reduced, then `reduce_sums`).
 
-    ``entropy``, ``logprobs``, ``mask``: (B, T) per response token; ``rewards``: (P, G), one row per group.
+    ``entropy``, ``logprobs``, ``mask``: (B, T) per response token; ``rewards``: (P, G), one row per group;
+    ``scores``: the `llm.reward.Scores` of the rollout (its verifier fallback counts), if any.
     """
     mask = mask.to(entropy.dtype)
     return {
@@ -130,6 +136,8 @@ def rollout_sums(entropy, logprobs, mask, rewards) -> dict[str, float]:
         "samples": float(rewards.numel()),
         "flat_groups": float((rewards.max(-1).values == rewards.min(-1).values).sum()),
         "groups": float(rewards.shape[0]),
+        "verifier_timeouts": float(scores.timeouts if scores is not None else 0),
+        "verifier_crashes": float(scores.crashes if scores is not None else 0),
     }
 
 

@@ -40,7 +40,7 @@ from .losses import PolicyLossConfig, policy_loss, response_logprobs
 from .metrics import LeverTrace, MetricsLogger, reduce_sums, rollout_sums
 from .model import load_model
 from .parallel import make_backend
-from .reward import score
+from .reward import Scores, score_batch
 from .rollout import RolloutBatch, generate
 from .rundir import RunDirLock
 from .schedule import lr_lambda
@@ -156,8 +156,8 @@ class Trainer:
         log.info("resumed from %s (step %d)", path, self.step_count)
 
     # ---------------------------------------------------------------- rollout
-    def rollout(self, examples) -> tuple[RolloutBatch, torch.Tensor]:
-        """Sample G completions of this rank's share of the step's prompts; (batch, rewards (P_local, G)).
+    def rollout(self, examples) -> tuple[RolloutBatch, torch.Tensor, Scores]:
+        """Sample G completions of this rank's share of the step's prompts; (batch, rewards (P_local, G), scores).
 
         The sampling uniforms are drawn for the whole global batch on every rank and each rank
         uses its columns, so a completion does not depend on how the prompts are split.
@@ -172,9 +172,9 @@ class Trainer:
         sampling |= {"uniforms": uniforms[:, columns], "all_finished": self.backend.sampling_done}
         batch = generate(self.backend.sampler, prompts, max_new_tokens=n_new, device=self.device, **sampling)
         self.model.train()
-        rewards = score(batch.texts(self.tokenizer, self.eos_id), [ex for ex in examples for _ in range(g)])
-        rewards = torch.tensor(rewards, dtype=torch.float32)
-        return batch, rewards.view(len(examples), g)
+        scores = score_batch(batch.texts(self.tokenizer, self.eos_id), [ex for ex in examples for _ in range(g)])
+        rewards = torch.tensor(scores.rewards, dtype=torch.float32)
+        return batch, rewards.view(len(examples), g), scores
 
     def _prompt_ids(self, prompt: str) -> list[int]:
         if prompt not in self._prompt_cache:
@@ -284,13 +284,14 @@ class Trainer:
         """One RL step; returns its metrics row."""
         cfg, lever, t0 = self.cfg, self.lever, time.perf_counter()
         # rollout: this rank's share of the prompts, G completions each
-        batch, rewards = self.rollout(self.stream.next_batch(cfg.data.prompts_per_step))
+        batch, rewards, scores = self.rollout(self.stream.next_batch(cfg.data.prompts_per_step))
         t_roll = time.perf_counter() - t0
         # rewards (P, G) → group advantages, one per sequence (P·G,)
         adv = group_advantages(rewards, eps=cfg.ppo.adv_eps, scale_by_std=cfg.ppo.advantage == "grpo")
         adv = adv.reshape(-1).to(self.device)
         # global step statistics: token-weighted sums over ranks, identical on every rank
-        sums = self.backend.all_reduce(rollout_sums(batch.entropy, batch.logprobs, batch.response_mask, rewards))
+        local = rollout_sums(batch.entropy, batch.logprobs, batch.response_mask, rewards, scores)
+        sums = self.backend.all_reduce(local)
         stats = reduce_sums(sums, update=False)
         # lever update from those statistics, rolled back below if the step is skipped
         saved, target = lever.state_dict(), lever.target_at(self.step_count)

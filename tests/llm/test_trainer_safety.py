@@ -1,0 +1,61 @@
+"""The trainer's run-level safety: one run per directory, a torn metrics row repaired on resume,
+verifier fallbacks counted in the metrics row.
+
+Run: python -m pytest tests/llm/test_trainer_safety.py
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from llm.config import RLConfig, load_config  # noqa: E402
+from llm.data import write_jsonl  # noqa: E402
+from llm.metrics import read_metrics  # noqa: E402
+from llm.rundir import RunDirBusy, RunDirLock  # noqa: E402
+from llm.tasks import make_dataset  # noqa: E402
+from llm.trainer import train  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    train_set, _ = make_dataset("arithmetic", 16, 0, 2, seed=0)
+    return write_jsonl(tmp_path_factory.mktemp("data") / "train.jsonl", train_set)
+
+
+def _cfg(model, data, out, *extra):
+    keys = [f"model.path={json.dumps(str(model))}", f"data.train={json.dumps(str(data))}"]
+    keys += [f"train.out={json.dumps(str(out))}", "data.prompts_per_step=2", "rollout.group_size=2"]
+    keys += ["rollout.max_new_tokens=2", "train.steps=2", "train.progress=false", "train.tensorboard=false"]
+    return load_config(RLConfig, None, [*keys, "control.target=2.0", *extra])
+
+
+def test_a_second_run_on_a_held_directory_is_refused(tiny_model_dir, data_file, tmp_path):
+    out = tmp_path / "run"
+    with RunDirLock(out), pytest.raises(RunDirBusy, match=str(out)):
+        train(_cfg(tiny_model_dir, data_file, out))
+    assert not (out / "metrics.jsonl").exists()  # refused before writing anything
+    rows = train(_cfg(tiny_model_dir, data_file, out))  # the lock is released with its holder
+    assert len(rows) == 2
+
+
+def test_verifier_counts_are_logged(tiny_model_dir, data_file, tmp_path):
+    rows = train(_cfg(tiny_model_dir, data_file, tmp_path / "run"))
+    for row in rows:
+        assert row["verifier_timeouts"] == 0 and row["verifier_crashes"] == 0
+    assert "verifier_timeouts" in read_metrics(tmp_path / "run")[0]
+
+
+def test_resume_repairs_a_torn_metrics_row(tiny_model_dir, data_file, tmp_path, caplog):
+    out = tmp_path / "run"
+    train(_cfg(tiny_model_dir, data_file, out, "train.save_every=1"))
+    path = out / "metrics.jsonl"
+    complete = path.read_text()
+    path.write_text(complete + '{"step": 3, "entro')  # a power loss in the middle of a row
+    rows = train(_cfg(tiny_model_dir, data_file, out, "train.steps=3", "train.resume=true"))
+    assert [r["step"] for r in rows] == [3]
+    assert [r["step"] for r in read_metrics(out)] == [1, 2, 3]
+    assert "torn" in caplog.text
