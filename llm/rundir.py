@@ -28,7 +28,7 @@ try:
 except ImportError:  # Windows
     fcntl = None
 
-__all__ = ["LOCK_FILE", "RunDirBusy", "RunDirLock"]
+__all__ = ["LOCK_FILE", "RunDirBusy", "RunDirLock", "lock_run_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -108,3 +108,14 @@ def _read_pid(fd: int) -> int | None:
     except OSError:
         return None
     return int(text) if text.isdigit() else None
+
+
+def lock_run_dir(run_dir: str | os.PathLike) -> contextlib.AbstractContextManager:
+    """The run's lock, taken by the launching process only (``RANK`` 0 or unset under torchrun).
+
+    The other ranks of a torchrun job share the directory with rank 0, so they take no lock; if
+    rank 0 is refused, torchrun stops the whole job.
+    """
+    if not run_dir or int(os.environ.get("RANK", "0")) != 0:
+        return contextlib.nullcontext()
+    return RunDirLock(run_dir)

@@ -21,9 +21,7 @@ import copy
 import json
 import logging
 import math
-import os
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +40,7 @@ from .model import load_model
 from .parallel import make_backend
 from .reward import Scores, score_batch
 from .rollout import RolloutBatch, generate
-from .rundir import RunDirLock
+from .rundir import lock_run_dir
 from .schedule import lr_lambda
 
 __all__ = ["Trainer", "train"]
@@ -347,15 +345,6 @@ class Trainer:
 
 
 def train(cfg: RLConfig) -> list[dict[str, Any]]:
-    """Run (or resume) an RL training run; returns the metrics rows of this invocation.
-
-    The run directory is locked for the whole run (`llm.rundir.RunDirLock`, taken by the launching
-    process, rank 0 under torchrun): a second run on the same ``train.out`` stops at once.
-    """
-    lock = RunDirLock(cfg.train.out) if cfg.train.out and _launch_rank() == 0 else nullcontext()
-    with lock:
+    """Run (or resume) an RL run, with its directory locked (`llm.rundir`); the metrics rows of this invocation."""
+    with lock_run_dir(cfg.train.out):
         return Trainer(cfg).train()
-
-
-def _launch_rank() -> int:
-    return int(os.environ.get("RANK", "0"))
