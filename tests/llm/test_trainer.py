@@ -12,6 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from llm.checkpoint import MANIFEST  # noqa: E402
 from llm.config import ConfigError, RLConfig, load_config  # noqa: E402
 from llm.data import Example, write_jsonl  # noqa: E402
 from llm.metrics import read_metrics  # noqa: E402
@@ -228,6 +229,7 @@ def test_resume_without_checkpoint_warns_and_old_checkpoints_are_refused(tiny_mo
     assert state["lever"]["name"] == "entropic" and "controller" not in state
     state["controller"] = state.pop("lever")["state"]["controller"]  # the layout before levers
     torch.save(state, state_file)
+    (state_file.parent / MANIFEST).unlink()  # checkpoints of that layout had no manifest either
     with pytest.raises(ConfigError, match="has no 'lever' entry"):
         Trainer(_cfg(tiny_model_dir, data_file, run, "train.steps=2", "train.resume=true"))
 
