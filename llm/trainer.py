@@ -297,12 +297,12 @@ class Trainer:
         if finite:
             h, nll, reward = stats["entropy"], stats["entropy_nll"], stats["reward_mean"]
             lever.update(StepStats(self.step_count, cfg.train.steps, h, nll, reward, self.last_clip_frac))
-        lever_row = lever.metrics()
-        self.backend.check_replicated("the lever state", lever_row)
+        self.backend.check_replicated("the lever state", lever.metrics())
         # policy update: epochs × mini-batches × micro-batches (None: a non-finite loss or gradient)
         t1 = time.perf_counter()
         trained = self.update(batch, adv) if finite else None
         t_train = time.perf_counter() - t1
+        lever_row = lever.metrics()  # after the update: what the lever did in this step's modify calls
         if trained is None:  # skipped: model, optimizer, lr schedule and lever as before the step
             lever.load_state_dict(saved)
             lever_row = {**lever.metrics(), **{k: 0.0 for k in lever.applied_metrics if k in lever_row}}

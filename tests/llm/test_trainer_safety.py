@@ -59,3 +59,17 @@ def test_resume_repairs_a_torn_metrics_row(tiny_model_dir, data_file, tmp_path, 
     assert [r["step"] for r in rows] == [3]
     assert [r["step"] for r in read_metrics(out)] == [1, 2, 3]
     assert "torn" in caplog.text
+
+
+def test_lever_metrics_describe_the_step_they_are_logged_with(tiny_model_dir, data_file, tmp_path):
+    """Clip-Cov selects tokens inside the policy update: the first row already shows that step's share."""
+    cfg = _cfg(
+        tiny_model_dir,
+        data_file,
+        tmp_path / "run",
+        "lever.name=clip_cov",
+        "lever.params.ratio=0.5",
+        "lever.params.lower=-1e9",
+    )
+    rows = train(cfg)
+    assert rows[0]["cov_selected"] > 0  # logged before the update, it was the initial 0
