@@ -44,10 +44,10 @@ def test_pi_converges_to_zero_error(case, kp_n, ki_frac):
 @given(
     case=st.sampled_from([ON, OFF]).flatmap(cases),
     kp_n=st.floats(2.6, 4.0),
-    ki_n=st.floats(0.0, 0.4),
+    ki_n=st.floats(0.05, 0.4),  # PI: P settles at its offset, not at the target
 )
 def test_outside_the_region_diverges_and_a_nearby_inside_point_converges(case, kp_n, ki_n):
-    """Two-sided: the same plant converges at the inside point on the same ray of gains (scaled so
+    """Two-sided: the same plant settles at the target at the inside point on the same ray of gains (scaled so
     2K_p − K_i = 1.6, a factor 2.5 from the boundary for the plant's k drifting off-policy), so a
     plant that cannot converge at all does not pass as 'diverges outside'."""
     assert not is_stable(kp_n, ki_n, 1.0)  # 2K_p − K_i > 4.8: outside by a wide margin
@@ -55,8 +55,9 @@ def test_outside_the_region_diverges_and_a_nearby_inside_point_converges(case, k
     kp_in, ki_in = kp_n * scale, ki_n * scale
     assert is_stable(kp_in, ki_in, 1.0)
     gains = np.array([kp_n, kp_in]) / case.k, np.array([ki_n, ki_in]) / case.k
-    errors, _, _ = run_loops(case, *gains, steps=800, target_step=-0.005)  # a step to settle from
-    verdict = settling_metrics(errors)["converged"]
-    assert not verdict[0]
-    assert np.ptp(errors[-100:, 0]) > 1e-6  # still swinging
-    assert verdict[1]
+    # the start is at or just below the case's target: a step of +0.005 nats gives |e₀| ≥ 0.005
+    errors, _, _ = run_loops(case, *gains, steps=800, target_step=0.005, output_limits=None, on_nonfinite="hold")
+    metrics = settling_metrics(errors)
+    reached = metrics["converged"] & (np.abs(metrics["final"]) < 1e-3)
+    assert not reached[0]  # unsaturated α: the linear instability shows (saturation can mask it)
+    assert reached[1]
