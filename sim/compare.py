@@ -2,7 +2,9 @@
 
 `compare_controllers` runs, from one starting policy, plain GRPO (α ≡ 0), P and PI with
 the same proportional gain, and reports the steady-state errors next to the linear
-prediction b/(k·kp) (k, b identified at the state where the P loop settled).
+prediction b/(k·kp) (k, b from an open-loop step test ΔH(0), ΔH(±δ) at the state where the P
+loop settled — not around its final α, which would make the prediction α_T/kp = e_T by the P
+law itself).
 
 `windup_experiment` asks for a target above the reachable band first and a target inside
 it afterwards: α saturates, the integral winds up (official law) or not (anti-windup), and
@@ -95,7 +97,7 @@ def compare_controllers(
 
     ``k_ref`` is the plant gain at the target (from `find_operating_point` or `PlantMap`).
     The P run's ``info`` holds the predicted steady-state error b/(k·kp) with k and b
-    identified at the state where it ended (around its final α).
+    from an open-loop step test (α = 0, ±δ) at the state where it ended.
     """
     kp, ki = kp_norm / k_ref, ki_norm / k_ref
     plant = BanditPlant(bandit, logits, loops=3, config=config)
@@ -106,7 +108,7 @@ def compare_controllers(
     ]
     runs = _run(plant, ctrls, ["GRPO", "P", "PI"], steps)
     z_end = plant.logits()
-    k_p, b_p = local_linearisation(bandit, z_end[1], config, alpha0=runs[1].alpha[-1])
+    k_p, b_p = local_linearisation(bandit, z_end[1], config)  # open loop: b = ΔH(0), not around α_T
     runs[1].info["predicted_error"] = float(b_p[0] / (k_p[0] * kp))
     runs[1].info["k_end"], runs[1].info["b_end"] = float(k_p[0]), float(b_p[0])
     for run, name in zip(runs[1:], ("P", "PI"), strict=True):

@@ -6,7 +6,8 @@ the GRPO + EntroPIC objective on the temperature-scaled logits u = z/T is::
 
     g_u = π (m − Σ_a π_a m_a),   m_a = p_a P₁ (c⁺_a + w⁺_a − 1) + (1 − p_a) N₀ (c⁻_a + w⁻_a − 1)
 
-(`sim.plant.expected_logit_step` with η = 1), and g_z = g_u/T on the parameters z. The loss is the
+(`sim.plant.expected_logit_step` with η = 1), plus an optional entropy bonus β·∇_u H, and
+g_z = g_u/T on the parameters z. The loss is the
 token mean over the S contexts, so its gradient is −g_z/S. One `RichPlant.step(α)` is one rollout
 followed by M = epochs × minibatches optimizer steps on that gradient:
 
@@ -61,6 +62,9 @@ class RichConfig:
     """'exact' mean entropy, or 'sampled': −log π(a) averaged over the sampled arms."""
     measure_samples: int = 16
     """Arms sampled per context for the measured entropy."""
+    entropy_coef: float = 0.0
+    """Entropy bonus β (verl's ``entropy_coeff``): the objective gains β·H, adding
+    β·∇_u H = −β·π(log π + H) per context (Lemma A). β > 0 gives an upward drift."""
 
     def __post_init__(self):
         need(self.optimizer in OPTIMIZERS, "RichConfig.optimizer", f"one of {OPTIMIZERS}", self.optimizer)
@@ -70,6 +74,7 @@ class RichConfig:
         need(self.temperature > 0, "RichConfig.temperature", "> 0", self.temperature)
         need(self.measure in MEASURES, "RichConfig.measure", f"one of {MEASURES}", self.measure)
         need(self.measure_samples >= 1, "RichConfig.measure_samples", ">= 1", self.measure_samples)
+        need(np.isfinite(self.entropy_coef), "RichConfig.entropy_coef", "a finite number", self.entropy_coef)
         need(self.plant.mode == "exact", "RichConfig.plant.mode", "'exact' (expected updates)", self.plant.mode)
 
 
@@ -207,6 +212,9 @@ class RichPlant:
         for _ in range(pc.updates_per_rollout):
             pi = np.exp(self._u)
             g_u = self.step_fn(pi, self._u - u_old, pi_old, pos, neg, a, self._unit)
+            if cfg.entropy_coef:
+                h = -(pi * self._u).sum(-1, keepdims=True)
+                g_u = g_u - cfg.entropy_coef * pi * (self._u + h)
             g_z = g_u / cfg.temperature
             if cfg.optimizer == "sgd":
                 dz = pc.lr * s * self._clip(g_z / s)

@@ -38,3 +38,26 @@ def logits(draw, n_min: int = 2, n_max: int = 12, scale: float = 8.0):
     n = draw(st.integers(n_min, n_max))
     vals = draw(st.lists(st.floats(-scale, scale, **finite), min_size=n, max_size=n))
     return np.asarray(vals, dtype=float)
+
+
+def drifts(direction: str = "any", *, lo: float = 1e-3, hi: float = 0.1):
+    """b with |b| ∈ [lo, hi] nats per step: "up" (b > 0), "down" (b < 0) or "any" (either sign)."""
+    mag = st.floats(min_value=lo, max_value=hi, **finite)
+    if direction == "up":
+        return mag
+    if direction == "down":
+        return mag.map(lambda x: -x)
+    return st.tuples(mag, st.booleans()).map(lambda t: t[0] if t[1] else -t[0])
+
+
+@st.composite
+def unstable_pi_gains(draw, k: float, margin: float = 0.2):
+    """(kp, ki) outside the Jury region of plant gain k by a relative margin, built directly:
+    2K_p − K_i ≥ 4(1 + margin) with 0 ≤ K_i < K_p (the side where the loop oscillates and grows),
+    and the inside point on the same ray with 2K_p − K_i = 4(1 − margin)·scale. Returns
+    ((kp, ki), (kp_in, ki_in))."""
+    ki_n = draw(st.one_of(st.just(0.0), st.floats(min_value=0.1, max_value=1.0, **finite)))  # P, or PI
+    excess = draw(st.floats(min_value=4 * (1 + margin), max_value=8.0, **finite))
+    kp_n = (excess + ki_n) / 2
+    scale = 4 * (1 - margin) / excess
+    return (kp_n / k, ki_n / k), (kp_n * scale / k, ki_n * scale / k)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose
-from strategies import drift, gain, plant_gain, stable_pi_gains
+from strategies import drift, drifts, gain, plant_gain, stable_pi_gains, unstable_pi_gains
 
 from pic import LinearPlant, PIController, run_loop
 from pic.stability import (
@@ -178,3 +178,18 @@ def test_plugin_default_gains_are_inside_the_one_step_delay_region_with_margin()
     assert np.all(is_stable(p.kp, p.ki, 2 * ks, delay=1))
     assert not is_stable(p.kp, p.ki, 1.0, delay=1)  # K_p = 1: the P bound of the delayed loop
     assert is_stable(p.kp, p.ki, 1.5)  # ... which the delay-free region would still accept
+
+
+@given(k=plant_gain, b=drifts(), pair=st.data())
+def test_linear_loop_outside_diverges_and_the_inside_point_on_the_same_ray_converges(k, b, pair):
+    (kp, ki), (kp_in, ki_in) = pair.draw(unstable_pi_gains(k))
+    assert not is_stable(kp, ki, k) and is_stable(kp_in, ki_in, k)
+    out = simulate_linear(kp, ki, k, b=b, e0=0.1, steps=400)
+    inside = simulate_linear(kp_in, ki_in, k, b=b, e0=0.1, steps=3000)
+    assert not np.abs(out[-1]) < 1.0  # grew (or overflowed) from 0.1
+    assert abs(inside[-1] - (b / (k * kp_in) if ki_in == 0 else 0.0)) < 1e-6
+
+
+@given(k=plant_gain, up=drifts("up"), down=drifts("down"))
+def test_drift_strategies_have_the_requested_sign(k, up, down):
+    assert up > 0 > down
