@@ -39,13 +39,18 @@ __all__ = [
     "char_poly_coeffs",
     "closed_loop_matrix",
     "closed_loop_poles",
+    "common_lyapunov",
+    "delayed_poles",
     "is_stable",
     "jury_conditions",
+    "noise_gain",
+    "ramp_error",
     "settling_steps",
     "simulate_linear",
     "spectral_radius",
     "stable_region",
     "steady_state_error",
+    "worst_periodic_growth",
 ]
 
 
@@ -196,3 +201,7 @@ def stable_region(kp_values, ki_values, k: float) -> StableRegion:
         stable=is_stable(kp_grid, ki_grid, k),
         spectral_radius=spectral_radius(kp_grid, ki_grid, k),
     )
+
+
+# robustness of the loop (delay, plant memory, varying gain, noise, ramp drift); see pic.robustness
+from .robustness import common_lyapunov, delayed_poles, noise_gain, ramp_error, worst_periodic_growth  # noqa: E402
