@@ -20,6 +20,7 @@ import argparse
 import csv
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ import numpy as np
 
 from pic import LinearPlant, PIController, run_loop
 from pic.stability import steady_state_error
+from pic.validation import is_finite_number, need
 
 from .bandit import standard_problem
 from .plant import PlantConfig
@@ -54,8 +56,55 @@ def _backend(name: str) -> str:
     return "torch"
 
 
+def strict_json(data, reason: str = "not a finite number"):
+    """``data`` with every NaN/±inf float replaced by None and a sibling ``<key>_null_reason``.
+
+    Strict JSON (RFC 8259) has no NaN or Infinity; parsers such as ``jq`` or JavaScript's
+    ``JSON.parse`` reject them. A value that is not finite becomes ``null`` and the reason
+    (e.g. ``"nan: GRPO has no target"``) sits next to it.
+    """
+    if isinstance(data, dict):
+        out = {}
+        for key, value in data.items():
+            out[key] = strict_json(value, reason)
+            if isinstance(value, float | np.floating) and not np.isfinite(value):
+                out[f"{key}_null_reason"] = f"{float(value)}: {reason}"
+        return out
+    if isinstance(data, list | tuple):
+        return [strict_json(v, reason) for v in data]
+    if isinstance(data, np.ndarray):
+        return strict_json(data.tolist(), reason)
+    if isinstance(data, float | np.floating):
+        return float(data) if np.isfinite(data) else None
+    if isinstance(data, np.integer | np.bool_):
+        return data.item()
+    return data
+
+
 def _write_json(path: Path, data) -> None:
-    path.write_text(json.dumps(data, indent=2, default=float) + "\n")
+    path.write_text(json.dumps(strict_json(data), indent=2, allow_nan=False) + "\n")
+
+
+def _check_target(value: float, arms: int, field: str = "--target") -> None:
+    """A target entropy lies in (0, log K] nats for a K-armed policy."""
+    need(arms >= 2, "--arms", "an integer >= 2", arms)
+    top = math.log(arms)
+    need(
+        is_finite_number(value) and 0 < value <= top, field, f"in (0, log K = {top:.3f}] nats (K = {arms} arms)", value
+    )
+
+
+def _band_note(title: str, target: float, band, k_t: float, b_t: float, tau: float, alpha_max: float = 1.0) -> str:
+    """One line saying that a valid target lies outside the reachable band, and why (α* vs the limit)."""
+    where = f"{band[0]:.3f}-{band[1]:.3f} nats" if band else "empty"
+    if k_t > 0:
+        why = f"predicted alpha* = b/k = {b_t / k_t:+.2f} vs the limit +-{alpha_max:g}"
+    else:
+        why = f"the lever has no authority there (k = 0: no arm above tau = {tau:g}), so alpha* is unbounded"
+    return (
+        f"note: target {target:g} nats is outside the reachable band ({where}) of the {title} plant: {why}; "
+        "the loops run anyway and will not hold it"
+    )
 
 
 def cmd_stability(args) -> int:
@@ -136,6 +185,7 @@ def cmd_methods(args, out: Path) -> None:
     from .figures import write_report
     from .methods import DEFAULT_METHODS, default_methods, methods_problem, run_methods
 
+    _check_target(args.method_target, args.method_arms, "--method-target")
     names = DEFAULT_METHODS if args.methods == "default" else tuple(m.strip() for m in args.methods.split(",") if m)
     bandit, z0 = methods_problem(args.seed, contexts=args.method_contexts, arms=args.method_arms)
     cfg = PlantConfig(
@@ -170,25 +220,48 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def _recovery(steps: int | None, horizon: int) -> str:
+    return f"{steps} steps" if steps is not None else f"not within {horizon} steps"
+
+
+def progress(items, **kwargs):
+    """``items`` with a tqdm progress bar on stderr (hidden when stderr is not a terminal)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(items, disable=None, dynamic_ncols=True, **kwargs)
+
+
 def cmd_controllers(args, out: Path) -> None:
     from .compare import compare_controllers, reachable_band, start_at, windup_experiment
     from .figures import plot_band, plot_compare, plot_windup
     from .identify import local_linearisation
 
+    _check_target(args.target, args.arms)
     bandit, z0 = standard_problem(args.seed, contexts=args.contexts, arms=args.arms)
     runs_by_plant, bands, maps, results = {}, {}, {}, {}
-    for plant in args.plant:
+    for plant in progress(args.plant, desc="compare: plants", unit="plant"):
         cfg = _plant_config(args, plant)
         title = _plant_title(args, plant)
         pm = reachable_band(bandit, cfg, z0, steps=args.band_steps // cfg.updates_per_rollout, every=5)
         band = pm.band()
         maps[title], bands[title] = pm, band
-        k_ref = float(local_linearisation(bandit, start_at(bandit, cfg, z0, args.target), cfg)[0][0])
+        inside = band is not None and band[0] <= args.target <= band[1]
+        k_t, b_t = (float(v) for v in pm.at(args.target))
+        note = None if inside else _band_note(title, args.target, band, k_t, b_t, args.tau, pm.alpha_max)
+        if note:
+            print(note)
+        k_ref, k_ref_source = (
+            float(local_linearisation(bandit, start_at(bandit, cfg, z0, args.target), cfg)[0][0]),
+            "target",
+        )
+        if not (np.isfinite(k_ref) and k_ref > 0):
+            # no plant gain at the target: normalise the gains by k at the nearest edge of the band instead
+            edge = float(np.clip(args.target, *band)) if band else float(pm.entropy[np.argmax(pm.k)])
+            k_ref, k_ref_source = float(pm.at(edge)[0]), f"band edge {edge:.3f} nats"
         runs = compare_controllers(
             bandit, cfg, z0, args.target, k_ref, steps=args.steps, kp_norm=args.kp_norm, ki_norm=args.ki_norm
         )
         runs_by_plant[title] = runs
-        inside = band is not None and band[0] <= args.target <= band[1]
         high = (band[1] if band else args.target) + args.outside_margin
         windup = windup_experiment(
             bandit,
@@ -212,7 +285,10 @@ def cmd_controllers(args, out: Path) -> None:
             "title": title,
             "band": band,
             "target_inside_band": inside,
+            "band_note": note,
+            "alpha_star_at_target": b_t / k_t if k_t > 0 else None,
             "k_ref": k_ref,
+            "k_ref_at": k_ref_source,
             "runs": [r.to_dict() for r in runs],
             "windup": {"high_target": high, "switch_step": args.steps // 2, "runs": [r.to_dict() for r in windup]},
         }
@@ -221,7 +297,7 @@ def cmd_controllers(args, out: Path) -> None:
             f"{title}: band {band[0]:.3f}-{band[1]:.3f} nats; GRPO ends at {runs[0].entropy[-1]:.4f}; "
             f"P error {p_run.tail_error():+.2e} (predicted b/(k kp) {p_run.info['predicted_error']:+.2e}); "
             f"PI error {runs[2].tail_error():+.2e}; windup recovery "
-            + ", ".join(f"{r.name}: {r.info['recovery_steps']}" for r in windup)
+            + ", ".join(f"{r.name}: {_recovery(r.info['recovery_steps'], args.steps)}" for r in windup)
             if band
             else f"{title}: no reachable band found"
         )
@@ -241,6 +317,27 @@ def cmd_linear(args) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    _check_target(args.target, args.arms)
+    need(
+        is_finite_number(args.h0) and 0 <= args.h0 <= math.log(args.arms),
+        "--h0",
+        f"in [0, log K = {math.log(args.arms):.3f}] nats (K = {args.arms} arms)",
+        args.h0,
+    )
+    need(args.steps >= 1, "--steps", "an integer >= 1", args.steps)
+    need(is_finite_number(args.k) and args.k > 0, "--k", "a number > 0", args.k)
+    # with alpha saturated at +-1 the entropy moves by at most k - |b| per step towards the target
+    authority = args.k - abs(args.b)
+    if authority <= 0:
+        print(
+            f"note: |b| = {abs(args.b):g} >= k = {args.k:g}: no target is reachable (predicted alpha* = b/k "
+            f"= {args.b / args.k:+.2f} vs the limit +-1); the loops run anyway"
+        )
+    elif (need_steps := abs(args.target - args.h0) / authority) > args.steps:
+        print(
+            f"note: reaching {args.target:g} from {args.h0:g} takes at least {need_steps:.0f} "
+            f"steps at full alpha (k - |b| = {authority:g} nats/step), more than --steps {args.steps}"
+        )
     hist = {}
     for name, ki in (("P", 0.0), ("PI", args.ki)):
         plant = LinearPlant(k=args.k, b=args.b, h0=args.h0)
@@ -256,8 +353,6 @@ def cmd_linear(args) -> int:
 
 
 def cmd_gain_map(args) -> int:
-    from pic.validation import need
-
     from .gain_map import gain_map, markdown_table
     from .theory_figures import plot_gain_map
 
@@ -352,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", type=float, default=0.4, help="target (default 0.4)")
     p.add_argument("--h0", type=float, default=1.0, help="initial entropy (default 1.0)")
     p.add_argument("--steps", type=int, default=200, help="steps (default 200)")
+    p.add_argument("--arms", type=int, default=100, help="vocabulary size K: entropies lie in [0, log K] (default 100)")
     p.set_defaults(func=cmd_linear)
 
     p = sub.add_parser("gain-map", help="k, b and the reachable band against τ, lr, T, optimizer, epochs")
