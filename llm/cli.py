@@ -304,10 +304,10 @@ def resolve_model_dir(path: str) -> str:
     from .checkpoint import find_latest
 
     p = Path(path)
-    if (p / "config.json").is_file():
-        return str(p)
     if p.is_file() and p.name == "latest":
         p = p.parent
+    if (p / "config.json").is_file() and not (p / "checkpoints").is_dir():  # a run dir has its own config.json
+        return str(p)
     for root in (p / "checkpoints", p):
         if root.is_dir() and (root.name == "checkpoints" or (root / "latest").is_file()):
             newest = find_latest(root)
