@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from pic import LinearPlant, PIController, run_loop
+from pic.levers.report import strict_json
 from pic.stability import steady_state_error
 from pic.validation import is_finite_number, need
 
@@ -54,31 +55,6 @@ def _backend(name: str) -> str:
     except ImportError:
         return "numpy"
     return "torch"
-
-
-def strict_json(data, reason: str = "not a finite number"):
-    """``data`` with every NaN/±inf float replaced by None and a sibling ``<key>_null_reason``.
-
-    Strict JSON (RFC 8259) has no NaN or Infinity; parsers such as ``jq`` or JavaScript's
-    ``JSON.parse`` reject them. A value that is not finite becomes ``null`` and the reason
-    (e.g. ``"nan: GRPO has no target"``) sits next to it.
-    """
-    if isinstance(data, dict):
-        out = {}
-        for key, value in data.items():
-            out[key] = strict_json(value, reason)
-            if isinstance(value, float | np.floating) and not np.isfinite(value):
-                out[f"{key}_null_reason"] = f"{float(value)}: {reason}"
-        return out
-    if isinstance(data, list | tuple):
-        return [strict_json(v, reason) for v in data]
-    if isinstance(data, np.ndarray):
-        return strict_json(data.tolist(), reason)
-    if isinstance(data, float | np.floating):
-        return float(data) if np.isfinite(data) else None
-    if isinstance(data, np.integer | np.bool_):
-        return data.item()
-    return data
 
 
 def _write_json(path: Path, data) -> None:
@@ -121,7 +97,7 @@ def cmd_stability(args) -> int:
     kp_norm = np.linspace(0.0, args.kp_max, args.grid)
     ki_norm = np.linspace(0.0, args.ki_max, args.grid)
     summary = {}
-    for plant in args.plant:
+    for plant in progress(args.plant, desc="stability: plants", unit="plant"):
         cfg = _plant_config(args, plant)
         t0 = time.perf_counter()
         op = find_operating_point(
@@ -195,8 +171,9 @@ def cmd_methods(args, out: Path) -> None:
     t0 = time.perf_counter()
     results = run_methods(bandit, z0, specs, cfg, steps=args.method_steps, seeds=list(range(args.seeds)))
     title = (
-        f"bandit {args.method_contexts}x{args.method_arms}, G={args.group_size}, {args.method_epochs} PPO epochs, "
-        f"{args.seeds} seeds: entropy-control methods"
+        f"{len(specs)} entropy-control methods, {args.method_steps} steps ({args.method_epochs} PPO epochs per "
+        f"rollout, group of {args.group_size}) on a softmax bandit of {args.method_contexts} contexts × "
+        f"{args.method_arms} arms, {args.seeds} seed{'s' if args.seeds != 1 else ''}"
     )
     rows = write_report(
         results, out / "methods", reference_target=args.method_target, title=title, extra_columns=["wall_s"]

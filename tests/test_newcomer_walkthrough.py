@@ -31,9 +31,9 @@ NOT_HERE = {
     "python -m pytest": "the test suite itself",
     "torchrun": "several processes (tests/llm/test_distributed.py covers it)",
     "benchmarks/": "timing benchmarks (minutes)",
-    "/models/": "needs a model on disk",
+    "=/models/": "needs a model on disk",
     "/path/to": "needs a model on disk",
-    "/data/": "needs a data set on disk",
+    "=/data/": "needs a data set on disk",
     "my_entropic.toml": "a file the reader writes",
 }
 """Substring of a command → why the walk-through does not run it."""
