@@ -370,10 +370,13 @@ def cmd_plot(argv: list[str]) -> int:
 
 def cmd_demo(argv: list[str]) -> int:
     cfg = _tyro(DemoConfig, argv, "python -m llm demo", _description(DemoConfig)).check()
-    from .demo import run_demo
+    from .demo import closing_table, run_demo
 
     summary = run_demo(cfg.out, quick=cfg.quick, steps=cfg.steps)
     print(json.dumps(summary["verdict"], indent=2))
+    print(closing_table(summary))
+    print(f"wrote {len(summary['files'])} files and directories:")
+    print("\n".join(f"  {f}" for f in summary["files"]))
     return 0
 
 
