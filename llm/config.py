@@ -442,7 +442,7 @@ class MakeDataConfig:
     difficulty: int = 2
     """Arithmetic: digits per operand (1..6); countdown: numbers per prompt (2..5)."""
     ops: str = ""
-    """Operations, e.g. "+" or "+-" ('' = the default for the task and difficulty)."""
+    """Operators to draw from, a string of + - * (e.g. "+" or "+-"; '' = the task's default for the difficulty)."""
     seed: int = 0
     """Seed of the draw and of the split."""
 
@@ -509,7 +509,7 @@ class EvalConfig:
     """``python -m llm eval``: avg@k and pass@k on a test split."""
 
     model: str = ""
-    """Model or checkpoint directory (required)."""
+    """Model directory, checkpoint directory, run directory (its newest checkpoint) or RUN/checkpoints/latest."""
     data: str = ""
     """Test JSONL (required)."""
     k: int = 8

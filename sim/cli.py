@@ -38,6 +38,34 @@ from .plant import PlantConfig
 PLANTS = {"on": "on-policy (1 update per rollout)", "off": "off-policy ({epochs} PPO epochs per rollout)"}
 
 
+DESCRIPTIONS = {
+    "stability": (
+        "Sweep a grid of normalised gains (K_p = k·kp, K_i = k·ki) on the on- and off-policy bandit plants "
+        "from an operating point at --target, and compare which cells converge in simulation with the linear "
+        "(Jury) prediction. Writes stability_{on,off}.{png,json,csv}."
+    ),
+    "compare": (
+        "GRPO vs P vs PI on both plants from one start, the reachable band k(H)·alpha_max >= |b(H)|, a windup"
+        " experiment with a target above the band, then every entropy-control method on one bandit and seeds "
+        "(OUT/methods/report.{png,md,json}). A target outside the reachable band is reported, and the runs "
+        "still complete."
+    ),
+    "linear": (
+        "P and PI on the linear plant e' = e + b - k·alpha (alpha clipped to +-1): P leaves the steady-state "
+        "error b/(k·kp), PI removes it. Writes linear.{png,json}."
+    ),
+    "gain-map": (
+        "Plant gain k, drift b and the reachable band of a multi-context bandit against tau, learning rate, "
+        "temperature, optimizer and PPO epochs x mini-batches. Writes gain_map.{md,json,png}."
+    ),
+    "delay-region": (
+        "The stable (K_p, K_i) region of the PI loop with a measurement delay and plant memory. Writes "
+        "delay_region.png."
+    ),
+}
+"""Subcommand → the description its --help prints."""
+
+
 def _plant_config(args, plant: str) -> PlantConfig:
     epochs = 1 if plant == "on" else args.off_epochs
     return PlantConfig(lr=args.lr, epochs=epochs, group_size=args.group_size, tau=args.tau)
@@ -376,27 +404,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("stability", help="(K_p, K_i) grid sweep vs the Jury prediction")
+    p = sub.add_parser(
+        "stability",
+        help="(K_p, K_i) grid sweep vs the Jury prediction",
+        description=DESCRIPTIONS["stability"],
+    )
     _add_problem_args(p)
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", required=True, help="output directory (created)")
     p.add_argument("--grid", type=int, default=64, help="grid size per axis (default 64)")
     p.add_argument("--steps", type=int, default=2000, help="rollout steps per cell (default 2000)")
     p.add_argument("--kp-max", type=float, default=3.5, help="largest K_p = k·kp (default 3.5)")
     p.add_argument("--ki-max", type=float, default=2.0, help="largest K_i = k·ki (default 2.0)")
     p.add_argument("--hold", type=int, default=4000, help="minimum burn-in steps at the target (default 4000)")
     p.add_argument("--max-hold", type=int, default=40_000, help="maximum burn-in steps (default 40000)")
-    p.add_argument("--backend", choices=["auto", "numpy", "torch"], default="auto")
+    p.add_argument(
+        "--backend",
+        choices=["auto", "numpy", "torch"],
+        default="auto",
+        help="simulation backend: torch (compiled, float32) if installed, else numpy (default auto)",
+    )
     p.add_argument("--no-compile", action="store_true", help="do not torch.compile the plant step")
     p.set_defaults(func=cmd_stability)
 
-    p = sub.add_parser("compare", help="GRPO vs P vs PI, reachable band, windup")
+    p = sub.add_parser(
+        "compare",
+        help="GRPO vs P vs PI, reachable band, windup",
+        description=DESCRIPTIONS["compare"],
+    )
     _add_problem_args(p)
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--steps", type=int, default=4000, help="rollout steps (default 4000)")
+    p.add_argument("--out", required=True, help="output directory (created)")
+    p.add_argument("--steps", type=int, default=4000, help="rollout steps of each closed loop (default 4000)")
     p.add_argument("--band-steps", type=int, default=4000, help="updates along GRPO for the band (default 4000)")
     p.add_argument("--kp-norm", type=float, default=0.2, help="K_p = k·kp (default 0.2)")
     p.add_argument("--ki-norm", type=float, default=0.02, help="K_i = k·ki (default 0.02)")
-    p.add_argument("--outside-margin", type=float, default=0.3, help="outside target = band top + this")
+    p.add_argument(
+        "--outside-margin",
+        type=float,
+        default=0.3,
+        help="the windup run's outside target = band top + this, in nats (default 0.3)",
+    )
     p.add_argument(
         "--only", choices=["all", "controllers", "methods"], default="all", help="GRPO/P/PI study, methods, or both"
     )
@@ -415,8 +461,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--method-ki", type=float, default=0.05, help="EntroPIC ki on this plant (default 0.05)")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("linear", help="P and PI on the linear plant")
-    p.add_argument("--out", required=True, help="output directory")
+    p = sub.add_parser(
+        "linear",
+        help="P and PI on the linear plant",
+        description=DESCRIPTIONS["linear"],
+    )
+    p.add_argument("--out", required=True, help="output directory (created)")
     p.add_argument("--k", type=float, default=0.2, help="actuator gain k (default 0.2)")
     p.add_argument("--b", type=float, default=-0.02, help="drift b per step (default -0.02)")
     p.add_argument("--kp", type=float, default=1.0, help="kp (default 1, official)")
@@ -427,16 +477,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arms", type=int, default=100, help="vocabulary size K: entropies lie in [0, log K] (default 100)")
     p.set_defaults(func=cmd_linear)
 
-    p = sub.add_parser("gain-map", help="k, b and the reachable band against τ, lr, T, optimizer, epochs")
-    p.add_argument("--out", required=True, help="output directory")
+    p = sub.add_parser(
+        "gain-map",
+        help="k, b and the reachable band against τ, lr, T, optimizer, epochs",
+        description=DESCRIPTIONS["gain-map"],
+    )
+    p.add_argument("--out", required=True, help="output directory (created)")
     p.add_argument("--quick", action="store_true", help="fewer settings and shorter trajectories")
     p.add_argument("--contexts", type=int, default=32, help="contexts S (default 32)")
     p.add_argument("--arms", type=int, default=20, help="arms K (default 20)")
     p.add_argument("--seed", type=int, default=0, help="problem seed (default 0)")
     p.set_defaults(func=cmd_gain_map)
 
-    p = sub.add_parser("delay-region", help="stable (K_p, K_i) with measurement delay and plant memory")
-    p.add_argument("--out", required=True, help="output directory")
+    p = sub.add_parser(
+        "delay-region",
+        help="stable (K_p, K_i) with measurement delay and plant memory",
+        description=DESCRIPTIONS["delay-region"],
+    )
+    p.add_argument("--out", required=True, help="output directory (created)")
     p.set_defaults(func=cmd_delay_region)
     return parser
 
