@@ -48,7 +48,7 @@ from .config import RLConfig, load_config
 from .data import load_jsonl
 from .evaluate import evaluate_model
 from .model import load_model
-from .plot import finish_figure, moving_average
+from .plot import YLABELS, finish_figure, moving_average
 from .prepare import prepare_base
 from .trainer import train
 
@@ -208,8 +208,7 @@ def demo_figure(
         label=f"±{tolerance:.0%} band (judged over the second half)",
     )
     axes[1].axhline(0, color="k", lw=0.6)
-    ylabels = ("entropy (nats)", "α", "integral (nat·steps)", "reward (mean of the batch)")
-    return finish_figure(fig, axes, out, title, ylabels)
+    return finish_figure(fig, axes, out, title, YLABELS)
 
 
 def run_demo(out: str | Path, *, quick: bool = False, steps: int | None = None, seed: int = 0) -> dict:
