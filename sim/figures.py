@@ -24,7 +24,16 @@ from .compare import ControllerRun
 from .identify import PlantMap
 from .sweep import SweepResult
 
-__all__ = ["plot_band", "plot_compare", "plot_linear", "plot_methods", "plot_sweep", "plot_windup", "write_report"]
+__all__ = [
+    "method_styles",
+    "plot_band",
+    "plot_compare",
+    "plot_linear",
+    "plot_methods",
+    "plot_sweep",
+    "plot_windup",
+    "write_report",
+]
 
 COLORS = {"GRPO": "tab:red", "P": "tab:orange", "PI": "tab:blue"}
 
@@ -232,26 +241,79 @@ def plot_linear(histories: Mapping[str, LoopHistory], path: str | Path, title: s
     return _save(fig, path)
 
 
+FAMILIES = (
+    ("entropic", "EntroPIC (closed loop on α)"),
+    ("clip", "clipping (clip-higher, CE-GPPO, flexible, Clip-Cov, KL-Cov)"),
+    ("cov", "clipping (clip-higher, CE-GPPO, flexible, Clip-Cov, KL-Cov)"),
+    ("gppo", "clipping (clip-higher, CE-GPPO, flexible, Clip-Cov, KL-Cov)"),
+    ("flexec", "clipping (clip-higher, CE-GPPO, flexible, Clip-Cov, KL-Cov)"),
+    ("kl", "coefficients (entropy bonus, KL, adaptive, SAC)"),
+    ("entropy", "coefficients (entropy bonus, KL, adaptive, SAC)"),
+    ("sac", "coefficients (entropy bonus, KL, adaptive, SAC)"),
+    ("skywork", "coefficients (entropy bonus, KL, adaptive, SAC)"),
+)
+"""Name fragment → family; families share a colour map, members differ in shade and line style."""
+
+FAMILY_CMAPS = ("Blues", "Oranges", "Greens", "Purples", "Greys")
+
+
+def method_styles(names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """A colour and line style per method, grouped by family (up to ~20 methods stay distinguishable).
+
+    Each family gets its own sequential colour map (EntroPIC blues, clipping oranges, coefficient
+    greens, others purples; GRPO black); members step through shades and four line styles.
+    """
+    family_of = {}
+    for name in names:
+        low = name.lower()
+        family_of[name] = (
+            "GRPO" if low in ("grpo", "grpo (none)") else next((f for key, f in FAMILIES if key in low), "other")
+        )
+    families = list(dict.fromkeys(f for f in family_of.values() if f != "GRPO"))
+    linestyles = ("-", "--", "-.", ":")
+    styles: dict[str, dict[str, Any]] = {}
+    for f_index, family in enumerate(families):
+        members = [n for n in names if family_of[n] == family]
+        cmap = plt.get_cmap(FAMILY_CMAPS[f_index % len(FAMILY_CMAPS)])
+        shades = np.linspace(0.9, 0.45, max(len(members), 1))
+        for m_index, name in enumerate(members):
+            styles[name] = {"color": cmap(shades[m_index]), "ls": linestyles[m_index % 4], "family": family}
+    for name in names:
+        if family_of[name] == "GRPO":
+            styles[name] = {"color": "black", "ls": "-", "family": "GRPO"}
+    return styles
+
+
 def plot_methods(results: list[MethodResult], path: str | Path, *, reference_target, window: int, title: str) -> Path:
-    """Entropy (with targets), α or coefficient, reward and clip fraction vs step, shared axes."""
-    fig, axes = plt.subplots(4, 1, figsize=(11, 13), sharex=True)
-    colors = plt.get_cmap("tab20")(np.linspace(0, 1, 20))
+    """Entropy (with targets), α or coefficient, reward and clip fraction vs step, shared axes.
+
+    Lines are means over seeds of an H̄ moving average of ``window`` steps; the shaded area is
+    the seeds' min–max. A method's own setpoint is the thin dotted line in its colour.
+    """
+    fig, axes = plt.subplots(4, 1, figsize=(14, 14), sharex=True, layout="constrained")
+    styles = method_styles([r.name for r in results])
     steps = None
-    for i, r in enumerate(results):
-        color = colors[(2 * i) % 20 if i < 10 else (2 * (i - 10) + 1) % 20]
+    for r in results:
+        st = styles[r.name]
+        style = {"color": st["color"], "ls": st["ls"]}
         steps = np.arange(1, r.entropy.shape[0] + 1)
         for ax, data in ((axes[0], r.entropy), (axes[2], r.reward), (axes[3], r.clip_frac)):
             smooth = moving_average(data, window)
-            ax.plot(steps, smooth.mean(1), color=color, lw=1.6, label=r.name)
+            ax.plot(steps, smooth.mean(1), lw=1.7, label=r.name, **style)
             if smooth.shape[1] > 1:
-                ax.fill_between(steps, smooth.min(1), smooth.max(1), color=color, alpha=0.12, lw=0)
-        if r.target is not None:
-            axes[0].plot(steps, r.target, color=color, lw=1.0, ls="--")
+                ax.fill_between(steps, smooth.min(1), smooth.max(1), color=st["color"], alpha=0.08, lw=0)
+        if r.target is not None and not np.allclose(r.target, reference_target):
+            axes[0].plot(steps, r.target, color=st["color"], lw=0.9, ls=(0, (1, 2)))
         if r.coef is not None:
-            axes[1].plot(steps, np.nanmean(r.coef, axis=1), color=color, lw=1.4, label=f"{r.name} ({r.coef_label})")
+            axes[1].plot(steps, np.nanmean(r.coef, axis=1), lw=1.4, label=f"{r.name} ({r.coef_label})", **style)
     if steps is not None:
         axes[0].plot(
-            steps, np.broadcast_to(reference_target, steps.shape), color="k", lw=1.0, ls=":", label="reference target"
+            steps,
+            np.broadcast_to(reference_target, steps.shape),
+            color="red",
+            lw=1.2,
+            ls=":",
+            label="reference target H*\n(dotted in a method's colour:\nits own setpoint schedule)",
         )
     top = max(
         [2.5 * float(np.max(reference_target))]
@@ -259,17 +321,19 @@ def plot_methods(results: list[MethodResult], path: str | Path, *, reference_tar
     )
     axes[0].set_ylim(0.0, top)
     axes[0].set_ylabel("entropy (nats)")
-    axes[1].set_ylabel("α  /  coefficient")
+    axes[1].set_ylabel("α or coefficient\n(dimensionless, symlog)")
     axes[1].set_yscale("symlog", linthresh=1e-3)
-    axes[2].set_ylabel("reward")
-    axes[3].set_ylabel("clip fraction")
+    axes[2].set_ylabel("reward (expected, 0–1)")
+    axes[3].set_ylabel("clip fraction (0–1)")
     axes[3].set_xlabel("RL step")
-    axes[0].set_title(title)
-    axes[0].legend(fontsize=7, ncol=3, loc="upper right")
-    axes[1].legend(fontsize=6, ncol=2, loc="best")
+    axes[3].xaxis.set_major_locator(MaxNLocator(integer=True))
+    smoothing = f"{window}-step moving average" if window > 1 else "no smoothing"
+    axes[0].set_title(f"{title}\nlines: mean over seeds ({smoothing}); shaded: min–max over seeds", fontsize=10)
     for ax in axes:
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="method (by family)")
+    if axes[1].get_legend_handles_labels()[0]:
+        axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
 
 
