@@ -128,7 +128,10 @@ def plot_compare(
                 *band,
                 color="tab:green",
                 alpha=0.12,
-                label=f"reachable band of this plant: {band[0]:.3f}–{band[1]:.3f} nats\n(targets α can hold, |α| ≤ 1)",
+                label=(
+                    f"reachable band of this plant: {band[0]:.3f}–{band[1]:.3f} nats\n"
+                    "(targets α can hold with |α| ≤ 1, measured along GRPO)"
+                ),
             )
         for run in runs_by_plant[plant]:
             style = {"color": COLORS.get(run.name), **STYLES.get(run.name, {})}
@@ -192,8 +195,9 @@ WINDUP_STYLES = {
 def plot_windup(runs: Sequence[ControllerRun], switch_step: int, path: str | Path, title: str = "") -> Path:
     """Entropy, α and integral of PI variants under a setpoint that leaves and re-enters the band.
 
-    The sampled plant makes the entropy fluctuate step to step; the fluctuation shows as a
-    band of width ~the sampling noise around each curve.
+    The plant is the exact expectation (no sampling noise). Without anti-windup the integral
+    keeps α at its limit long after the switch; the entropy's sawtooth under that saturated α
+    is the plant's own response, which over thousands of steps looks like a smeared band.
     """
     fig, axes = plt.subplots(3, 1, figsize=(9.5, 9), sharex=True, constrained_layout=True)
     for run in runs:
@@ -217,7 +221,9 @@ def plot_windup(runs: Sequence[ControllerRun], switch_step: int, path: str | Pat
     axes[2].set_yscale("symlog", linthresh=1e-2)
     axes[2].set_xlabel("rollout step")
     axes[2].legend(fontsize=8)
-    axes[0].set_title(title + "\nfaint spread = sampling noise of the rollouts", fontsize=10)
+    axes[0].set_title(
+        title + "\nexact plant (no sampling noise); the sawtooth is the loop with α stuck at its limit", fontsize=10
+    )
     return _save(fig, path)
 
 
