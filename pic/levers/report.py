@@ -113,7 +113,7 @@ def summarize(r: MethodResult, reference_target, *, window: int, tolerance: floa
         "initial_entropy": h0,
         "final_entropy": h_end,
         "final_reward": float(r.reward[tail].mean()),
-        "clip_frac": float(np.nanmean(r.clip_frac)),
+        "clip_frac": float(np.nanmean(r.clip_frac)) if np.isfinite(r.clip_frac).any() else float("nan"),
         "seeds": int(r.entropy.shape[1]),
         "verdict": verdict,
         **r.extra,

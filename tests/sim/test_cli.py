@@ -188,3 +188,35 @@ def test_method_styles_distinguish_twenty_methods_and_group_families():
     fam = {n: s["family"] for n, s in styles.items()}
     assert fam["entropic"] == fam["entropic_pi_od"] != fam["clip_cov"] == fam["flexec_id"] == fam["ce_gppo"]
     assert fam["entropy_bonus"] == fam["kl_penalty"] == fam["sac_temperature"] != fam["entropic"]
+
+
+def test_report_verdict_and_table_use_the_same_final_target(tmp_path):
+    """A falling setpoint: the table's target is the final one, and the verdict compares against it."""
+    from pic.levers.report import MethodResult, summarize, write_report
+
+    steps = 200
+    target = np.linspace(0.6, 0.2, steps)  # a decreasing schedule, like the ID/DID/OD shapes
+    entropy = np.full((steps, 1), 0.26)  # above the final target (~0.21), below the second-half mean (~0.3)
+    r = MethodResult("shaped", entropy, np.zeros((steps, 1)), np.zeros((steps, 1)), target=target)
+    row = summarize(r, 0.3, window=10)
+    tail = slice(steps - steps // 10, steps)
+    assert row["target"] == pytest.approx(target[tail].mean())
+    assert row["target_mean_second_half"] == pytest.approx(target[steps // 2 :].mean())
+    assert row["target"] < row["final_entropy"] < row["target_mean_second_half"]
+    assert row["verdict"] == "above target"
+    rows = write_report([r], tmp_path, reference_target=0.3, title="t")
+    md = (tmp_path / "report.md").read_text()
+    assert f"| {row['target']:.3g} |" in md and rows[0]["verdict"] == "above target"
+
+
+def test_report_says_no_smoothing_for_short_runs_and_writes_strict_json(tmp_path):
+    from pic.levers.report import MethodResult, write_report
+
+    steps = 12  # window = steps // 20 = 0 -> 1: no smoothing
+    nan_clip = np.full((steps, 1), np.nan)
+    r = MethodResult("grpo", np.linspace(1.0, 0.5, steps), np.zeros(steps), nan_clip)
+    write_report([r], tmp_path, reference_target=0.3, title="t")
+    md = (tmp_path / "report.md").read_text()
+    assert "no smoothing" in md and "of 1 steps" not in md
+    row = _strict((tmp_path / "report.json").read_text())["rows"][0]
+    assert row["clip_frac"] is None and "nan" in row["clip_frac_null_reason"]
