@@ -183,4 +183,4 @@ def test_walk_document(doc, tmp_path):
             continue
         check(command, run(command, cwd))
         ran += 1
-    assert ran > 0 or not commands(doc)
+    assert ran > 0 or all(skip_reason(c) for c in commands(doc)), f"{doc.name}: no command was run"
