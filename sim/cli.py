@@ -230,9 +230,14 @@ def _recovery(steps: int | None, horizon: int) -> str:
 
 
 def progress(items, **kwargs):
-    """``items`` with a tqdm progress bar on stderr (hidden when stderr is not a terminal)."""
-    from tqdm.auto import tqdm
+    """``items`` with a tqdm progress bar on stderr (hidden when stderr is not a terminal).
 
+    tqdm comes with the ``llm`` extra; without it the items are returned as they are.
+    """
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # the core install (numpy, scipy, sympy, matplotlib) has no tqdm
+        return items
     return tqdm(items, disable=None, dynamic_ncols=True, **kwargs)
 
 
