@@ -32,6 +32,8 @@ from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 import tyro
 
+from pic.validation import need
+
 from .compare import CompareConfig
 from .config import (
     ConfigError,
@@ -287,17 +289,53 @@ def cmd_train(argv: list[str]) -> int:
 
     rows = train(cfg)
     if rows and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
-        last = rows[-1]
-        print(
-            f"trained to step {last['step']}: entropy {last['entropy']:.4f} (target {last['entropy_target']:.4g}), "
-            f"alpha {last.get('alpha', 0.0):+.3f}, reward {last['reward_mean']:.3f}; run dir {cfg.train.out}"
-        )
+        print(_train_summary(rows[-1], cfg))
     return 0
+
+
+def resolve_model_dir(path: str) -> str:
+    """The model directory ``path`` names: itself, or a run's newest checkpoint.
+
+    Accepted: a Hugging Face model directory (has ``config.json``); a run directory (its
+    ``checkpoints/``'s newest complete checkpoint); a ``checkpoints/`` directory; the
+    ``checkpoints/latest`` pointer file. Anything else is one line naming ``model`` and, where
+    a run is recognisable, the checkpoints it does have.
+    """
+    from .checkpoint import find_latest
+
+    p = Path(path)
+    if p.is_file() and p.name == "latest":
+        p = p.parent
+    if (p / "config.json").is_file() and not (p / "checkpoints").is_dir():  # a run dir has its own config.json
+        return str(p)
+    for root in (p / "checkpoints", p):
+        if root.is_dir() and (root.name == "checkpoints" or (root / "latest").is_file()):
+            newest = find_latest(root)
+            need(newest is not None, "model", f"a run with a complete checkpoint ({root} has none)", path)
+            return str(newest)
+    parent = p.parent
+    if parent.name == "checkpoints" and (newest := find_latest(parent)) is not None:
+        need(False, "model", f"an existing checkpoint (the newest in {parent} is {newest.name})", path)
+    need(False, "model", "a model directory (with config.json), a run directory, or checkpoints/latest", path)
+    return path
+
+
+def _train_summary(last: dict, cfg: RLConfig) -> str:
+    """One closing line; the target and α only when the run's lever has a controller."""
+    entropy = f"entropy {last['entropy']:.4f}"
+    if "alpha" in last and last.get("entropy_target") is not None:
+        entropy += f" (target {last['entropy_target']:.4g}), alpha {last['alpha']:+.3f}"
+    else:
+        entropy += f" (lever {cfg.lever_name}, no entropy controller)"
+    return f"trained to step {last['step']}: {entropy}, reward {last['reward_mean']:.3f}; run dir {cfg.train.out}"
 
 
 def cmd_eval(argv: list[str]) -> int:
     _, cfg = parse_config(EvalConfig, argv, "python -m llm eval")
     from .evaluate import evaluate
+
+    cfg.model = resolve_model_dir(cfg.model)
+    print(f"evaluating {cfg.model}", file=sys.stderr)
 
     res = evaluate(cfg)
     print(f"avg@{res['k']} = {res['avg@k']:.4f}, pass@{res['k']} = {res['pass@k']:.4f} on {res['n']} prompts")
@@ -332,10 +370,13 @@ def cmd_plot(argv: list[str]) -> int:
 
 def cmd_demo(argv: list[str]) -> int:
     cfg = _tyro(DemoConfig, argv, "python -m llm demo", _description(DemoConfig)).check()
-    from .demo import run_demo
+    from .demo import closing_table, run_demo
 
     summary = run_demo(cfg.out, quick=cfg.quick, steps=cfg.steps)
     print(json.dumps(summary["verdict"], indent=2))
+    print(closing_table(summary))
+    print(f"wrote {len(summary['files'])} files and directories:")
+    print("\n".join(f"  {f}" for f in summary["files"]))
     return 0
 
 

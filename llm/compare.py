@@ -102,7 +102,7 @@ class CompareSection:
     eval_k: int = 8
     """Completions per test prompt for avg@k / pass@k (0 = no evaluation)."""
     title: str = ""
-    """Title of the report ('' = steps and seeds)."""
+    """Title prefix of the report; the steps, PPO setting, methods and seeds of the actual run follow it."""
 
     def check(self) -> None:
         need(bool(self.out), "compare.out", "a directory", self.out)
@@ -247,6 +247,22 @@ def collect(cfg: CompareConfig, entry: MethodEntry) -> MethodResult | None:
     )
 
 
+def report_title(cfg: CompareConfig, methods: int, model: str) -> str:
+    """The report's title from what was run: methods, model, steps, PPO setting, seeds (after compare.title)."""
+    ppo = cfg.ppo
+    policy = (
+        "on-policy"
+        if ppo.epochs == ppo.minibatches == 1
+        else f"off-policy, {ppo.epochs} PPO epochs × {ppo.minibatches} mini-batches"
+    )
+    seeds = len(cfg.compare.seeds)
+    run = (
+        f"{methods} entropy-control methods on {Path(model).name or model}, {cfg.train.steps} RL steps ({policy}), "
+        f"{seeds} seed{'s' if seeds != 1 else ''}"
+    )
+    return f"{cfg.compare.title}: {run}" if cfg.compare.title else run
+
+
 def run_compare(cfg: CompareConfig) -> list[dict[str, Any]]:
     """Train what is missing, then write the report; returns the table rows."""
     out = Path(cfg.compare.out)
@@ -265,16 +281,20 @@ def run_compare(cfg: CompareConfig) -> list[dict[str, Any]]:
         (e.label, s): cfg.run_config(e, s, base) for e in entries for s in cfg.compare.seeds
     }  # validate all first
     atomic_write_json(out / "compare_config.json", config_to_dict(cfg))
-    for entry in entries:
-        for seed in cfg.compare.seeds:
-            run_dir = out / entry.label / f"seed_{seed}"
-            if (run_dir / "done.json").is_file():
-                log.info("%s seed %d: done, skipped", entry.label, seed)
-                continue
-            log.info("%s seed %d: training", entry.label, seed)
-            res = _run_one(configs[(entry.label, seed)], entry, seed, test, cfg.compare.eval_k)
-            log.info("%s seed %d: %.0f s", entry.label, seed, res["train_s"])
+    from tqdm.auto import tqdm
+
+    pairs = [(entry, seed) for entry in entries for seed in cfg.compare.seeds]
+    bar = tqdm(pairs, desc="compare", unit="run", disable=None, dynamic_ncols=True)
+    for entry, seed in bar:
+        bar.set_postfix_str(f"{entry.label} seed {seed}")
+        run_dir = out / entry.label / f"seed_{seed}"
+        if (run_dir / "done.json").is_file():
+            log.info("%s seed %d: done, skipped", entry.label, seed)
+            continue
+        log.info("%s seed %d: training", entry.label, seed)
+        res = _run_one(configs[(entry.label, seed)], entry, seed, test, cfg.compare.eval_k)
+        log.info("%s seed %d: %.0f s", entry.label, seed, res["train_s"])
     results = [r for e in entries if (r := collect(cfg, e)) is not None]
-    title = cfg.compare.title or f"tiny LM, {cfg.train.steps} RL steps, {len(cfg.compare.seeds)} seed(s)"
+    title = report_title(cfg, len(results), cfg.model.path or "tiny Qwen2 (demo base)")
     cols = ["avg@k", "pass@k", "wall_s"] if cfg.compare.eval_k and test else ["wall_s"]
     return write_report(results, out, reference_target=cfg.reference_target, title=title, extra_columns=cols)

@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import os
 import textwrap
 import typing
 from pathlib import Path
@@ -96,6 +97,17 @@ def _check_choice(value: Any, hint: Any, field: str) -> None:
 
 
 # --------------------------------------------------------------------------- sections
+
+
+def default_threads() -> int:
+    """torch CPU threads by default: half the cores, at least 1, at most 4 (a 2-core machine gets 1).
+
+    torch's own default (every core) oversubscribes a small shared machine: ``sft --steps 50``
+    took 2.5–150 s with 2 threads on a busy 2-core machine and 4.3 s with 1.
+    """
+    return max(1, min(4, (os.cpu_count() or 1) // 2))
+
+
 @dataclasses.dataclass
 class ModelConfig:
     """The policy model ([model] table)."""
@@ -280,8 +292,8 @@ class TrainConfig:
     """Write TensorBoard events under train.out/tb."""
     progress: bool = True
     """Show a progress bar on the terminal."""
-    threads: int = 0
-    """torch CPU threads (0 = torch's default)."""
+    threads: int = dataclasses.field(default_factory=lambda: default_threads())
+    """torch CPU threads (default: half the cores, 1 to 4, so 1 on a 2-core machine; 0 = torch's default, all cores)."""
     parallel: Parallel = "ddp"
     """Under torchrun: 'ddp' (a full replica per rank) or 'fsdp' (FSDP2: parameters, gradients, optimizer sharded)."""
 
@@ -430,7 +442,7 @@ class MakeDataConfig:
     difficulty: int = 2
     """Arithmetic: digits per operand (1..6); countdown: numbers per prompt (2..5)."""
     ops: str = ""
-    """Operations, e.g. "+" or "+-" ('' = the default for the task and difficulty)."""
+    """Operators to draw from, a string of + - * (e.g. "+" or "+-"; '' = the task's default for the difficulty)."""
     seed: int = 0
     """Seed of the draw and of the split."""
 
@@ -472,8 +484,8 @@ class SFTConfig:
     """Seed of the batch order."""
     device: str = "auto"
     """'auto' (cuda if available), 'cpu', 'cuda' or 'cuda:N'."""
-    threads: int = 0
-    """torch CPU threads (0 = torch's default)."""
+    threads: int = dataclasses.field(default_factory=lambda: default_threads())
+    """torch CPU threads (default: half the cores, 1 to 4, so 1 on a 2-core machine; 0 = torch's default, all cores)."""
 
     def check_paths(self) -> None:
         """Refuse missing paths (called by the command before any work)."""
@@ -497,7 +509,7 @@ class EvalConfig:
     """``python -m llm eval``: avg@k and pass@k on a test split."""
 
     model: str = ""
-    """Model or checkpoint directory (required)."""
+    """Model directory, checkpoint directory, run directory (its newest checkpoint) or RUN/checkpoints/latest."""
     data: str = ""
     """Test JSONL (required)."""
     k: int = 8

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -47,11 +48,11 @@ from .config import RLConfig, load_config
 from .data import load_jsonl
 from .evaluate import evaluate_model
 from .model import load_model
-from .plot import finish_figure, moving_average
+from .plot import YLABELS, finish_figure, moving_average
 from .prepare import prepare_base
 from .trainer import train
 
-__all__ = ["DEMO", "QUICK", "demo_figure", "run_demo", "verdict"]
+__all__ = ["DEMO", "QUICK", "closing_table", "demo_figure", "run_demo", "verdict", "written_files"]
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def verdict(
     within ±tolerance of the target (relative). ``grpo_below_target_end``: GRPO's final entropy
     is below the lower edge of that band. When EntroPIC misses its band, ``diagnosis`` says
     whether α sat at ±alpha_limit on the side that could not be corrected ("authority") or the
-    error kept changing sign ("stability").
+    error kept changing sign ("stability"); when it holds, ``diagnosis`` starts with "holds".
     """
     h_g = np.array([r["entropy"] for r in grpo_rows], dtype=float)
     h_p = np.array([r["entropy"] for r in pi_rows], dtype=float)
@@ -121,7 +122,10 @@ def verdict(
     a2 = alpha[half:]
     saturated = np.abs(a2) >= alpha_limit - 1e-9
     within = bool(rel.max() <= tolerance)
-    diagnosis = None
+    diagnosis = (
+        f"holds: the {smooth}-step mean stays within ±{tolerance:.0%} of the target over the second half "
+        f"(largest deviation {rel.max():.1%}), alpha at its limit on {saturated.mean():.0%} of those steps"
+    )
     if not within:
         outside = rel > tolerance
         # α at −limit while H is below target (or +limit while above): nothing left to push with
@@ -204,8 +208,7 @@ def demo_figure(
         label=f"±{tolerance:.0%} band (judged over the second half)",
     )
     axes[1].axhline(0, color="k", lw=0.6)
-    ylabels = ("entropy (nats)", "α", "integral (nat·steps)", "reward (mean of the batch)")
-    return finish_figure(fig, axes, out, title, ylabels)
+    return finish_figure(fig, axes, out, title, YLABELS)
 
 
 def run_demo(out: str | Path, *, quick: bool = False, steps: int | None = None, seed: int = 0) -> dict:
@@ -216,6 +219,7 @@ def run_demo(out: str | Path, *, quick: bool = False, steps: int | None = None, 
     t0 = time.perf_counter()
     times = {}
 
+    _phase(f"1/4 base model: init-tiny, make-data, SFT ({spec['sft']['steps']} steps) into {out}")
     prep = prepare_base(out, spec, seed=seed)
     sft_summary = prep["sft"]
     times.update(prep["seconds"])
@@ -232,7 +236,9 @@ def run_demo(out: str | Path, *, quick: bool = False, steps: int | None = None, 
         *spec["rl"],
     ]
     rows, cfgs = {}, {}
-    for name, extra in (("grpo", ["control.enabled=false"]), ("entropic", spec["control"])):
+    base[base.index("train.progress=false")] = f"train.progress={'true' if sys.stderr.isatty() else 'false'}"
+    for i, (name, extra) in enumerate((("grpo", ["control.enabled=false"]), ("entropic", spec["control"]))):
+        _phase(f"{2 + i}/4 {'GRPO' if name == 'grpo' else 'EntroPIC (PI)'}: {n_steps} RL steps into {out / name}")
         t = time.perf_counter()
         cfgs[name] = load_config(RLConfig, None, [*base, *extra, f"train.out={json.dumps(str(out / name))}"])
         rows[name] = train(cfgs[name])
@@ -254,6 +260,9 @@ def run_demo(out: str | Path, *, quick: bool = False, steps: int | None = None, 
         ),
     )
     tests = load_jsonl(out / "data" / "test.jsonl")
+    _phase(
+        f"4/4 evaluation: avg@{spec['eval_k']} and pass@{spec['eval_k']} of SFT, GRPO, EntroPIC on {len(tests)} prompts"
+    )
     evals = {}
     t = time.perf_counter()
     for name, path in (("sft", out / "sft"), ("grpo", _final(out / "grpo")), ("entropic", _final(out / "entropic"))):
@@ -285,7 +294,58 @@ def run_demo(out: str | Path, *, quick: bool = False, steps: int | None = None, 
         "seed": seed,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    summary["files"] = written_files(out)
     return summary
+
+
+def _phase(message: str) -> None:
+    """One progress line on stderr per phase of the demo."""
+    sys.stderr.write(f"[demo {time.strftime('%H:%M:%S')}] {message}\n")
+    sys.stderr.flush()
+
+
+def closing_table(summary: dict) -> str:
+    """The demo's result in a few lines: entropy start → end, tracking error, avg@k / pass@k per run."""
+    v, ev = summary["verdict"], summary["eval"]
+    k = next(iter(ev.values()))["k"]
+    head = f"{'run':<15} {'entropy (nats)':<16} {'|H̄ − H*|, 2nd half':<22} {f'avg@{k}':>7} {f'pass@{k}':>7}"
+    tracking = (
+        f"{v['entropic_mean_abs_rel_error_second_half']:.1%} of {v['entropic_target']:.2f} "
+        f"(max {v['entropic_max_abs_rel_error_second_half']:.1%})"
+    )
+    rows = [
+        ("SFT (start)", "", "", ev["sft"]),
+        ("GRPO", f"{v['grpo_entropy_start']:.2f} → {v['grpo_entropy_end']:.2f}", "no target", ev["grpo"]),
+        (
+            "EntroPIC (PI)",
+            f"{v['entropic_entropy_start']:.2f} → {v['entropic_entropy_end']:.2f}",
+            tracking,
+            ev["entropic"],
+        ),
+    ]
+    lines = [head] + [
+        f"{name:<15} {h:<16} {err:<22} {e['avg@k']:>7.3f} {e['pass@k']:>7.3f}" for name, h, err, e in rows
+    ]
+    return "\n".join([*lines, f"diagnosis: {v['diagnosis']}"])
+
+
+def written_files(out: str | Path) -> list[str]:
+    """Every file under ``out``; a model or checkpoint directory and TensorBoard logs count as one entry."""
+    out = Path(out)
+    found = []
+
+    def walk(d: Path) -> None:
+        for p in sorted(d.iterdir()):
+            model_dir = (p / "config.json").is_file() and any(p.glob("*.safetensors"))
+            if p.is_dir() and (model_dir or p.name == "tb"):
+                found.append(f"{p}/")
+            elif p.is_dir():
+                walk(p)
+            else:
+                found.append(str(p))
+
+    walk(out)
+    return found
 
 
 def _final(run_dir: Path) -> Path:

@@ -14,7 +14,7 @@ from pic.levers.report import moving_average
 
 from .metrics import read_metrics
 
-__all__ = ["finish_figure", "moving_average", "plot_runs"]
+__all__ = ["YLABELS", "finish_figure", "moving_average", "plot_runs"]
 
 
 def _series(rows, key):
@@ -37,23 +37,43 @@ def plot_runs(
         for ax, key in zip(axes, ("entropy", "alpha", "integral", "reward_mean"), strict=True):
             y = _series(rows, key)
             ax.plot(step, y, color=c, alpha=0.25, lw=0.8)
-            ax.plot(step, moving_average(y, smooth), color=c, lw=1.8, label=label)
+            if np.isfinite(y).any():
+                ax.plot(step, moving_average(y, smooth), color=c, lw=1.8, label=label)
         target = _series(rows, "entropy_target")
         controlled = np.any(_series(rows, "alpha") != 0)
         if controlled and np.isfinite(target).any():
             axes[0].plot(step, target, color=c, ls="--", lw=1.2, label=f"{label} target")
-    return finish_figure(fig, axes, out, title, ("entropy (nats)", "α", "integral", "reward"))
+    names = ", ".join(labels)
+    title = title or f"{names}: {smooth}-step moving averages (bold) over raw values (faint)"
+    return finish_figure(fig, axes, out, title, YLABELS)
+
+
+YLABELS = (
+    "entropy (nats/token)",
+    "α (weight change of confident tokens, ±)",
+    "integral (nat·steps)",
+    "reward (batch mean, 0–1)",
+)
+"""Axis labels with units of the four panels (entropy, α, integral, reward)."""
 
 
 def finish_figure(fig, axes, out, title: str, ylabels) -> Path:
-    """Label the four shared-x panels (entropy, α, integral, reward), save the PNG, close the figure."""
+    """Label the four shared-x panels (entropy, α, integral, reward), save the PNG, close the figure.
+
+    Steps are integers: the x ticks are placed on whole steps. Every panel with a labelled line
+    gets a legend (the α and integral panels of a run without a controller stay empty of lines).
+    """
+    from matplotlib.ticker import MaxNLocator
+
     for ax, label in zip(axes, ylabels, strict=True):
         ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     axes[-1].set_xlabel("RL step")
-    axes[0].legend(fontsize=8)
-    axes[-1].legend(fontsize=8)
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
-        axes[0].set_title(title)
+        axes[0].set_title(title, fontsize=10)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)

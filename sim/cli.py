@@ -20,6 +20,7 @@ import argparse
 import csv
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -27,12 +28,42 @@ from pathlib import Path
 import numpy as np
 
 from pic import LinearPlant, PIController, run_loop
+from pic.levers.report import strict_json
 from pic.stability import steady_state_error
+from pic.validation import is_finite_number, need
 
 from .bandit import standard_problem
 from .plant import PlantConfig
 
 PLANTS = {"on": "on-policy (1 update per rollout)", "off": "off-policy ({epochs} PPO epochs per rollout)"}
+
+
+DESCRIPTIONS = {
+    "stability": (
+        "Sweep a grid of normalised gains (K_p = k·kp, K_i = k·ki) on the on- and off-policy bandit plants "
+        "from an operating point at --target, and compare which cells converge in simulation with the linear "
+        "(Jury) prediction. Writes stability_{on,off}.{png,json,csv}."
+    ),
+    "compare": (
+        "GRPO vs P vs PI on both plants from one start, the reachable band k(H)·alpha_max >= |b(H)|, a windup"
+        " experiment with a target above the band, then every entropy-control method on one bandit and seeds "
+        "(OUT/methods/report.{png,md,json}). A target outside the reachable band is reported, and the runs "
+        "still complete."
+    ),
+    "linear": (
+        "P and PI on the linear plant e' = e + b - k·alpha (alpha clipped to +-1): P leaves the steady-state "
+        "error b/(k·kp), PI removes it. Writes linear.{png,json}."
+    ),
+    "gain-map": (
+        "Plant gain k, drift b and the reachable band of a multi-context bandit against tau, learning rate, "
+        "temperature, optimizer and PPO epochs x mini-batches. Writes gain_map.{md,json,png}."
+    ),
+    "delay-region": (
+        "The stable (K_p, K_i) region of the PI loop with a measurement delay and plant memory. Writes "
+        "delay_region.png."
+    ),
+}
+"""Subcommand → the description its --help prints."""
 
 
 def _plant_config(args, plant: str) -> PlantConfig:
@@ -55,7 +86,29 @@ def _backend(name: str) -> str:
 
 
 def _write_json(path: Path, data) -> None:
-    path.write_text(json.dumps(data, indent=2, default=float) + "\n")
+    path.write_text(json.dumps(strict_json(data), indent=2, allow_nan=False) + "\n")
+
+
+def _check_target(value: float, arms: int, field: str = "--target") -> None:
+    """A target entropy lies in (0, log K] nats for a K-armed policy."""
+    need(arms >= 2, "--arms", "an integer >= 2", arms)
+    top = math.log(arms)
+    need(
+        is_finite_number(value) and 0 < value <= top, field, f"in (0, log K = {top:.3f}] nats (K = {arms} arms)", value
+    )
+
+
+def _band_note(title: str, target: float, band, k_t: float, b_t: float, tau: float, alpha_max: float = 1.0) -> str:
+    """One line saying that a valid target lies outside the reachable band, and why (α* vs the limit)."""
+    where = f"{band[0]:.3f}-{band[1]:.3f} nats" if band else "empty"
+    if k_t > 0:
+        why = f"predicted alpha* = b/k = {b_t / k_t:+.2f} vs the limit +-{alpha_max:g}"
+    else:
+        why = f"the lever has no authority there (k = 0: no arm above tau = {tau:g}), so alpha* is unbounded"
+    return (
+        f"note: target {target:g} nats is outside the reachable band ({where}) of the {title} plant: {why}; "
+        "the loops run anyway and will not hold it"
+    )
 
 
 def cmd_stability(args) -> int:
@@ -72,7 +125,7 @@ def cmd_stability(args) -> int:
     kp_norm = np.linspace(0.0, args.kp_max, args.grid)
     ki_norm = np.linspace(0.0, args.ki_max, args.grid)
     summary = {}
-    for plant in args.plant:
+    for plant in progress(args.plant, desc="stability: plants", unit="plant"):
         cfg = _plant_config(args, plant)
         t0 = time.perf_counter()
         op = find_operating_point(
@@ -136,6 +189,7 @@ def cmd_methods(args, out: Path) -> None:
     from .figures import write_report
     from .methods import DEFAULT_METHODS, default_methods, methods_problem, run_methods
 
+    _check_target(args.method_target, args.method_arms, "--method-target")
     names = DEFAULT_METHODS if args.methods == "default" else tuple(m.strip() for m in args.methods.split(",") if m)
     bandit, z0 = methods_problem(args.seed, contexts=args.method_contexts, arms=args.method_arms)
     cfg = PlantConfig(
@@ -145,8 +199,9 @@ def cmd_methods(args, out: Path) -> None:
     t0 = time.perf_counter()
     results = run_methods(bandit, z0, specs, cfg, steps=args.method_steps, seeds=list(range(args.seeds)))
     title = (
-        f"bandit {args.method_contexts}x{args.method_arms}, G={args.group_size}, {args.method_epochs} PPO epochs, "
-        f"{args.seeds} seeds: entropy-control methods"
+        f"{len(specs)} entropy-control methods, {args.method_steps} steps ({args.method_epochs} PPO epochs per "
+        f"rollout, group of {args.group_size}) on a softmax bandit of {args.method_contexts} contexts × "
+        f"{args.method_arms} arms, {args.seeds} seed{'s' if args.seeds != 1 else ''}"
     )
     rows = write_report(
         results, out / "methods", reference_target=args.method_target, title=title, extra_columns=["wall_s"]
@@ -170,25 +225,53 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def _recovery(steps: int | None, horizon: int) -> str:
+    return f"{steps} steps" if steps is not None else f"not within {horizon} steps"
+
+
+def progress(items, **kwargs):
+    """``items`` with a tqdm progress bar on stderr (hidden when stderr is not a terminal).
+
+    tqdm comes with the ``llm`` extra; without it the items are returned as they are.
+    """
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # the core install (numpy, scipy, sympy, matplotlib) has no tqdm
+        return items
+    return tqdm(items, disable=None, dynamic_ncols=True, **kwargs)
+
+
 def cmd_controllers(args, out: Path) -> None:
     from .compare import compare_controllers, reachable_band, start_at, windup_experiment
     from .figures import plot_band, plot_compare, plot_windup
     from .identify import local_linearisation
 
+    _check_target(args.target, args.arms)
     bandit, z0 = standard_problem(args.seed, contexts=args.contexts, arms=args.arms)
     runs_by_plant, bands, maps, results = {}, {}, {}, {}
-    for plant in args.plant:
+    for plant in progress(args.plant, desc="compare: plants", unit="plant"):
         cfg = _plant_config(args, plant)
         title = _plant_title(args, plant)
         pm = reachable_band(bandit, cfg, z0, steps=args.band_steps // cfg.updates_per_rollout, every=5)
         band = pm.band()
         maps[title], bands[title] = pm, band
-        k_ref = float(local_linearisation(bandit, start_at(bandit, cfg, z0, args.target), cfg)[0][0])
+        inside = band is not None and band[0] <= args.target <= band[1]
+        k_t, b_t = (float(v) for v in pm.at(args.target))
+        note = None if inside else _band_note(title, args.target, band, k_t, b_t, args.tau, pm.alpha_max)
+        if note:
+            print(note)
+        k_ref, k_ref_source = (
+            float(local_linearisation(bandit, start_at(bandit, cfg, z0, args.target), cfg)[0][0]),
+            "target",
+        )
+        if not (np.isfinite(k_ref) and k_ref > 0):
+            # no plant gain at the target: normalise the gains by k at the nearest edge of the band instead
+            edge = float(np.clip(args.target, *band)) if band else float(pm.entropy[np.argmax(pm.k)])
+            k_ref, k_ref_source = float(pm.at(edge)[0]), f"band edge {edge:.3f} nats"
         runs = compare_controllers(
             bandit, cfg, z0, args.target, k_ref, steps=args.steps, kp_norm=args.kp_norm, ki_norm=args.ki_norm
         )
         runs_by_plant[title] = runs
-        inside = band is not None and band[0] <= args.target <= band[1]
         high = (band[1] if band else args.target) + args.outside_margin
         windup = windup_experiment(
             bandit,
@@ -212,7 +295,10 @@ def cmd_controllers(args, out: Path) -> None:
             "title": title,
             "band": band,
             "target_inside_band": inside,
+            "band_note": note,
+            "alpha_star_at_target": b_t / k_t if k_t > 0 else None,
             "k_ref": k_ref,
+            "k_ref_at": k_ref_source,
             "runs": [r.to_dict() for r in runs],
             "windup": {"high_target": high, "switch_step": args.steps // 2, "runs": [r.to_dict() for r in windup]},
         }
@@ -221,7 +307,7 @@ def cmd_controllers(args, out: Path) -> None:
             f"{title}: band {band[0]:.3f}-{band[1]:.3f} nats; GRPO ends at {runs[0].entropy[-1]:.4f}; "
             f"P error {p_run.tail_error():+.2e} (predicted b/(k kp) {p_run.info['predicted_error']:+.2e}); "
             f"PI error {runs[2].tail_error():+.2e}; windup recovery "
-            + ", ".join(f"{r.name}: {r.info['recovery_steps']}" for r in windup)
+            + ", ".join(f"{r.name}: {_recovery(r.info['recovery_steps'], args.steps)}" for r in windup)
             if band
             else f"{title}: no reachable band found"
         )
@@ -241,6 +327,27 @@ def cmd_linear(args) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    _check_target(args.target, args.arms)
+    need(
+        is_finite_number(args.h0) and 0 <= args.h0 <= math.log(args.arms),
+        "--h0",
+        f"in [0, log K = {math.log(args.arms):.3f}] nats (K = {args.arms} arms)",
+        args.h0,
+    )
+    need(args.steps >= 1, "--steps", "an integer >= 1", args.steps)
+    need(is_finite_number(args.k) and args.k > 0, "--k", "a number > 0", args.k)
+    # with alpha saturated at +-1 the entropy moves by at most k - |b| per step towards the target
+    authority = args.k - abs(args.b)
+    if authority <= 0:
+        print(
+            f"note: |b| = {abs(args.b):g} >= k = {args.k:g}: no target is reachable (predicted alpha* = b/k "
+            f"= {args.b / args.k:+.2f} vs the limit +-1); the loops run anyway"
+        )
+    elif (need_steps := abs(args.target - args.h0) / authority) > args.steps:
+        print(
+            f"note: reaching {args.target:g} from {args.h0:g} takes at least {need_steps:.0f} "
+            f"steps at full alpha (k - |b| = {authority:g} nats/step), more than --steps {args.steps}"
+        )
     hist = {}
     for name, ki in (("P", 0.0), ("PI", args.ki)):
         plant = LinearPlant(k=args.k, b=args.b, h0=args.h0)
@@ -256,8 +363,6 @@ def cmd_linear(args) -> int:
 
 
 def cmd_gain_map(args) -> int:
-    from pic.validation import need
-
     from .gain_map import gain_map, markdown_table
     from .theory_figures import plot_gain_map
 
@@ -304,27 +409,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("stability", help="(K_p, K_i) grid sweep vs the Jury prediction")
+    p = sub.add_parser(
+        "stability",
+        help="(K_p, K_i) grid sweep vs the Jury prediction",
+        description=DESCRIPTIONS["stability"],
+    )
     _add_problem_args(p)
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", required=True, help="output directory (created)")
     p.add_argument("--grid", type=int, default=64, help="grid size per axis (default 64)")
     p.add_argument("--steps", type=int, default=2000, help="rollout steps per cell (default 2000)")
     p.add_argument("--kp-max", type=float, default=3.5, help="largest K_p = k·kp (default 3.5)")
     p.add_argument("--ki-max", type=float, default=2.0, help="largest K_i = k·ki (default 2.0)")
     p.add_argument("--hold", type=int, default=4000, help="minimum burn-in steps at the target (default 4000)")
     p.add_argument("--max-hold", type=int, default=40_000, help="maximum burn-in steps (default 40000)")
-    p.add_argument("--backend", choices=["auto", "numpy", "torch"], default="auto")
+    p.add_argument(
+        "--backend",
+        choices=["auto", "numpy", "torch"],
+        default="auto",
+        help="simulation backend: torch (compiled, float32) if installed, else numpy (default auto)",
+    )
     p.add_argument("--no-compile", action="store_true", help="do not torch.compile the plant step")
     p.set_defaults(func=cmd_stability)
 
-    p = sub.add_parser("compare", help="GRPO vs P vs PI, reachable band, windup")
+    p = sub.add_parser(
+        "compare",
+        help="GRPO vs P vs PI, reachable band, windup",
+        description=DESCRIPTIONS["compare"],
+    )
     _add_problem_args(p)
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--steps", type=int, default=4000, help="rollout steps (default 4000)")
+    p.add_argument("--out", required=True, help="output directory (created)")
+    p.add_argument("--steps", type=int, default=4000, help="rollout steps of each closed loop (default 4000)")
     p.add_argument("--band-steps", type=int, default=4000, help="updates along GRPO for the band (default 4000)")
     p.add_argument("--kp-norm", type=float, default=0.2, help="K_p = k·kp (default 0.2)")
     p.add_argument("--ki-norm", type=float, default=0.02, help="K_i = k·ki (default 0.02)")
-    p.add_argument("--outside-margin", type=float, default=0.3, help="outside target = band top + this")
+    p.add_argument(
+        "--outside-margin",
+        type=float,
+        default=0.3,
+        help="the windup run's outside target = band top + this, in nats (default 0.3)",
+    )
     p.add_argument(
         "--only", choices=["all", "controllers", "methods"], default="all", help="GRPO/P/PI study, methods, or both"
     )
@@ -343,8 +466,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--method-ki", type=float, default=0.05, help="EntroPIC ki on this plant (default 0.05)")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("linear", help="P and PI on the linear plant")
-    p.add_argument("--out", required=True, help="output directory")
+    p = sub.add_parser(
+        "linear",
+        help="P and PI on the linear plant",
+        description=DESCRIPTIONS["linear"],
+    )
+    p.add_argument("--out", required=True, help="output directory (created)")
     p.add_argument("--k", type=float, default=0.2, help="actuator gain k (default 0.2)")
     p.add_argument("--b", type=float, default=-0.02, help="drift b per step (default -0.02)")
     p.add_argument("--kp", type=float, default=1.0, help="kp (default 1, official)")
@@ -352,18 +479,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", type=float, default=0.4, help="target (default 0.4)")
     p.add_argument("--h0", type=float, default=1.0, help="initial entropy (default 1.0)")
     p.add_argument("--steps", type=int, default=200, help="steps (default 200)")
+    p.add_argument("--arms", type=int, default=100, help="vocabulary size K: entropies lie in [0, log K] (default 100)")
     p.set_defaults(func=cmd_linear)
 
-    p = sub.add_parser("gain-map", help="k, b and the reachable band against τ, lr, T, optimizer, epochs")
-    p.add_argument("--out", required=True, help="output directory")
+    p = sub.add_parser(
+        "gain-map",
+        help="k, b and the reachable band against τ, lr, T, optimizer, epochs",
+        description=DESCRIPTIONS["gain-map"],
+    )
+    p.add_argument("--out", required=True, help="output directory (created)")
     p.add_argument("--quick", action="store_true", help="fewer settings and shorter trajectories")
     p.add_argument("--contexts", type=int, default=32, help="contexts S (default 32)")
     p.add_argument("--arms", type=int, default=20, help="arms K (default 20)")
     p.add_argument("--seed", type=int, default=0, help="problem seed (default 0)")
     p.set_defaults(func=cmd_gain_map)
 
-    p = sub.add_parser("delay-region", help="stable (K_p, K_i) with measurement delay and plant memory")
-    p.add_argument("--out", required=True, help="output directory")
+    p = sub.add_parser(
+        "delay-region",
+        help="stable (K_p, K_i) with measurement delay and plant memory",
+        description=DESCRIPTIONS["delay-region"],
+    )
+    p.add_argument("--out", required=True, help="output directory (created)")
     p.set_defaults(func=cmd_delay_region)
     return parser
 

@@ -109,7 +109,8 @@ def compare_controllers(
     runs = _run(plant, ctrls, ["GRPO", "P", "PI"], steps)
     z_end = plant.logits()
     k_p, b_p = local_linearisation(bandit, z_end[1], config)  # open loop: b = ΔH(0), not around α_T
-    runs[1].info["predicted_error"] = float(b_p[0] / (k_p[0] * kp))
+    # k = 0 where no arm is above τ: the linear prediction does not exist (NaN, JSON null)
+    runs[1].info["predicted_error"] = float(b_p[0] / (k_p[0] * kp)) if k_p[0] > 0 else float("nan")
     runs[1].info["k_end"], runs[1].info["b_end"] = float(k_p[0]), float(b_p[0])
     for run, name in zip(runs[1:], ("P", "PI"), strict=True):
         run.info.update(kp=kp, ki=0.0 if name == "P" else ki, kp_norm=kp_norm, ki_norm=ki_norm)

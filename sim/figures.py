@@ -11,6 +11,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from pic import LoopHistory
 from pic.levers import report
@@ -20,7 +24,16 @@ from .compare import ControllerRun
 from .identify import PlantMap
 from .sweep import SweepResult
 
-__all__ = ["plot_band", "plot_compare", "plot_linear", "plot_methods", "plot_sweep", "plot_windup", "write_report"]
+__all__ = [
+    "method_styles",
+    "plot_band",
+    "plot_compare",
+    "plot_linear",
+    "plot_methods",
+    "plot_sweep",
+    "plot_windup",
+    "write_report",
+]
 
 COLORS = {"GRPO": "tab:red", "P": "tab:orange", "PI": "tab:blue"}
 
@@ -52,27 +65,46 @@ def plot_sweep(result: SweepResult, path: str | Path, title: str = "") -> Path:
         ("settling steps (2 %)", np.where(np.isfinite(sim["settling"]), sim["settling"], np.nan), "magma", None),
         ("overshoot (%)", np.where(sim["converged"], sim["overshoot"], np.nan), "cividis", (0, 100)),
     ]
-    fig, axes = plt.subplots(2, 2, figsize=(11, 9), constrained_layout=True)
-    for ax, (name, data, cmap, lims) in zip(axes.flat, panels, strict=True):
+    fig, axes = plt.subplots(2, 2, figsize=(11.5, 9.5), constrained_layout=True)
+    yes_no = ListedColormap(["#d9d9d9", "#2e8b57"])
+    units = ("", "log10 of nats", "rollout steps", "% of |e₀ − final|")
+    for ax, (name, data, cmap, lims), unit in zip(axes.flat, panels, units, strict=True):
         vmin, vmax = lims if lims else (None, None)
-        im = ax.imshow(data, origin="lower", extent=extent, aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax)
-        fig.colorbar(im, ax=ax, shrink=0.85)
+        if cmap == "Greens":  # yes/no data: two colours and a legend, no colour bar
+            ax.imshow(data, origin="lower", extent=extent, aspect="auto", cmap=yes_no, vmin=0, vmax=1)
+        else:
+            im = ax.imshow(data, origin="lower", extent=extent, aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax)
+            fig.colorbar(im, ax=ax, shrink=0.85, label=unit)
         _jury_lines(ax, kp[-1], ki[-1])
-        ax.set_title(name)
-        ax.set_xlabel("K_p = k·kp")
-        ax.set_ylabel("K_i = k·ki")
+        ax.set_title(name + ("" if cmap == "Greens" else "\n(blank: did not converge)"), fontsize=10)
+        ax.set_xlabel("K_p = k·kp (normalised proportional gain)")
+        ax.set_ylabel("K_i = k·ki (normalised integral gain)")
     disagree = sim["converged"] != result.pred["converged"]
+    handles = [
+        Patch(color="#2e8b57", label="converged"),
+        Patch(color="#d9d9d9", label="did not converge"),
+    ]
     if disagree.any():
         kpg, kig = np.meshgrid(kp, ki)
-        axes[0, 0].scatter(kpg[disagree], kig[disagree], s=10, c="red", marker="x", label="sim ≠ prediction")
-    axes[0, 0].legend(loc="upper left", fontsize=7)
+        axes[0, 0].scatter(kpg[disagree], kig[disagree], s=10, c="red", marker="x")
+        handles.append(Line2D([], [], color="red", marker="x", ls="", label="sim ≠ prediction"))
+    line_handles, _ = axes[0, 0].get_legend_handles_labels()
+    axes[0, 0].legend(handles=handles + line_handles, loc="upper left", fontsize=7, framealpha=0.9)
     op = result.op
     fig.suptitle(
         f"{title}  target {op.target:g} nats, k = {op.k:.3g}, b = {op.b:.2g}, α* = {op.alpha:+.3f}; "
-        f"agreement {100 * result.agreement:.1f} % of {disagree.size} cells",
-        fontsize=11,
+        f"agreement {100 * result.agreement:.1f} % of {disagree.size} cells\n"
+        "bottom row K_i = 0 is P control: it settles with the offset b/(k·kp) instead of reaching the target "
+        "(the larger error there);\nthe PI region of the Jury test (black lines) needs K_i > 0",
+        fontsize=10,
     )
     return _save(fig, path)
+
+
+STYLES = {"GRPO": {"ls": "-", "lw": 1.4}, "P": {"ls": "--", "lw": 2.4}, "PI": {"ls": "-", "lw": 1.2}}
+"""P is drawn dashed and wider under PI so that the two stay visible where they coincide."""
+
+ALPHA_LABEL = "α (weight change of confident tokens)"
 
 
 def plot_compare(
@@ -80,40 +112,57 @@ def plot_compare(
     bands: Mapping[str, tuple[float, float] | None],
     path: str | Path,
 ) -> Path:
-    """Entropy (with target and reachable band) and α vs step, one column per plant."""
+    """Entropy (with target and this plant's reachable band), error and α vs step, one column per plant.
+
+    The band is drawn per plant (it depends on the plant's k(H) and b(H)); GRPO has no
+    controller, so it is free to leave the band, which only bounds what α can hold.
+    """
     names = list(runs_by_plant)
-    fig, axes = plt.subplots(3, len(names), figsize=(6 * len(names), 9.5), sharex="col", constrained_layout=True)
+    fig, axes = plt.subplots(3, len(names), figsize=(6.5 * len(names), 10), sharex="col", constrained_layout=True)
     axes = np.atleast_2d(axes).reshape(3, len(names))
     for col, plant in enumerate(names):
         ax_h, ax_e, ax_a = axes[0, col], axes[1, col], axes[2, col]
         band = bands.get(plant)
         if band:
-            ax_h.axhspan(*band, color="tab:green", alpha=0.12, label="reachable band (measured range)")
+            ax_h.axhspan(
+                *band,
+                color="tab:green",
+                alpha=0.12,
+                label=(
+                    f"reachable band of this plant: {band[0]:.3f}–{band[1]:.3f} nats\n"
+                    "(targets α can hold with |α| ≤ 1, measured along GRPO)"
+                ),
+            )
         for run in runs_by_plant[plant]:
-            color = COLORS.get(run.name)
-            ax_h.plot(run.entropy, color=color, lw=1.5, label=run.name)
-            ax_a.plot(run.alpha, color=color, lw=1.2, label=run.name)
+            style = {"color": COLORS.get(run.name), **STYLES.get(run.name, {})}
+            label = run.name + (" (no controller)" if run.name == "GRPO" else "")
+            ax_h.plot(run.entropy, label=label, **style)
+            ax_a.plot(run.alpha, label=label, **style)
             if np.isfinite(run.target).any():
                 label = run.name
                 if "predicted_error" in run.info:
                     label += f" (predicted b/(k·kp) = {run.info['predicted_error']:+.1e})"
-                ax_e.plot(run.entropy - run.target, color=color, lw=1.2, label=label)
+                ax_e.plot(run.entropy - run.target, label=label, **style)
                 if "predicted_error" in run.info:
-                    ax_e.axhline(run.info["predicted_error"], color=color, ls=":", lw=1)
+                    ax_e.axhline(run.info["predicted_error"], color=style["color"], ls=":", lw=1)
         target = next((r.target for r in runs_by_plant[plant] if np.isfinite(r.target).any()), None)
         if target is not None:
-            ax_h.plot(target, color="black", ls="--", lw=1, label="target")
+            ax_h.plot(target, color="black", ls=":", lw=1.2, label="target")
         ax_h.set_yscale("log")
-        ax_h.set_ylabel("entropy (nats)")
+        ax_h.set_ylabel("entropy (nats, log scale)")
         ax_h.set_title(plant)
         ax_h.legend(fontsize=8)
         ax_e.set_yscale("symlog", linthresh=1e-4)
         ax_e.axhline(0, color="black", lw=0.6)
-        ax_e.set_ylabel("H − target (nats)")
+        ax_e.set_ylabel("H − target (nats, symlog)")
         ax_e.legend(fontsize=8)
-        ax_a.set_ylabel("α")
+        ax_a.set_ylabel(ALPHA_LABEL)
         ax_a.set_xlabel("rollout step")
         ax_a.axhline(0, color="grey", lw=0.5)
+        ax_a.legend(fontsize=8)
+        for ax in (ax_h, ax_e, ax_a):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
     return _save(fig, path)
 
 
@@ -135,26 +184,46 @@ def plot_band(maps: Mapping[str, PlantMap], path: str | Path) -> Path:
     return _save(fig, path)
 
 
+WINDUP_STYLES = {
+    "PI (none)": {"color": "tab:red", "ls": "-", "lw": 1.3},
+    "PI (clamp)": {"color": "tab:blue", "ls": "--", "lw": 2.4},
+    "PI (back_calculation)": {"color": "tab:green", "ls": "-", "lw": 1.1},
+}
+"""Clamp dashed and wider under back-calculation so that both stay visible where they agree."""
+
+
 def plot_windup(runs: Sequence[ControllerRun], switch_step: int, path: str | Path, title: str = "") -> Path:
-    """Entropy, α and integral of PI variants under a setpoint that leaves and re-enters the band."""
-    fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True, constrained_layout=True)
+    """Entropy, α and integral of PI variants under a setpoint that leaves and re-enters the band.
+
+    The plant is the exact expectation (no sampling noise). Without anti-windup the integral
+    keeps α at its limit long after the switch; the entropy's sawtooth under that saturated α
+    is the plant's own response, which over thousands of steps looks like a smeared band.
+    """
+    fig, axes = plt.subplots(3, 1, figsize=(9.5, 9), sharex=True, constrained_layout=True)
     for run in runs:
         rec = run.info.get("recovery_steps")
-        label = f"{run.name}: recovery {'never' if rec is None else f'{rec} steps'}"
-        axes[0].plot(run.entropy, lw=1.3, label=label)
-        axes[1].plot(run.alpha, lw=1.0)
-        axes[2].plot(run.integral, lw=1.0)
-    axes[0].plot(runs[0].target, color="black", ls="--", lw=1, label="target")
+        style = WINDUP_STYLES.get(run.name, {})
+        label = f"{run.name}: back within 10 % of the target {'never' if rec is None else f'after {rec} steps'}"
+        axes[0].plot(run.entropy, label=label, **style)
+        axes[1].plot(run.alpha, label=run.name, **style)
+        axes[2].plot(run.integral, label=run.name, **style)
+    axes[0].plot(runs[0].target, color="black", ls=":", lw=1.2, label="target (steps down at the grey line)")
     for ax in axes:
         ax.axvline(switch_step, color="grey", lw=0.7)
-    axes[0].set_ylabel("entropy (nats)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("entropy (nats, log scale)")
     axes[0].set_yscale("log")
     axes[0].legend(fontsize=8)
-    axes[1].set_ylabel("α")
-    axes[2].set_ylabel("integral S")
+    axes[1].set_ylabel(ALPHA_LABEL)
+    axes[1].legend(fontsize=8)
+    axes[2].set_ylabel("integral S of H − target\n(nat·steps, symlog)")
     axes[2].set_yscale("symlog", linthresh=1e-2)
     axes[2].set_xlabel("rollout step")
-    axes[0].set_title(title)
+    axes[2].legend(fontsize=8)
+    axes[0].set_title(
+        title + "\nexact plant (no sampling noise); the sawtooth is the loop with α stuck at its limit", fontsize=10
+    )
     return _save(fig, path)
 
 
@@ -168,32 +237,89 @@ def plot_linear(histories: Mapping[str, LoopHistory], path: str | Path, title: s
     axes[0].plot(target, color="black", ls="--", lw=1, label="target")
     axes[0].set_ylabel("entropy (nats)")
     axes[0].legend(fontsize=8)
-    axes[1].set_ylabel("α")
+    axes[1].set_ylabel(ALPHA_LABEL)
+    axes[1].legend(fontsize=8)
     axes[1].set_xlabel("step")
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
     axes[0].set_title(title)
     return _save(fig, path)
 
 
+FAMILIES = (
+    ("entropic", "EntroPIC (closed loop on α)"),
+    ("clip", "clipping (clip-higher, CE-GPPO, flexible, Clip-Cov, KL-Cov)"),
+    ("cov", "clipping (clip-higher, CE-GPPO, flexible, Clip-Cov, KL-Cov)"),
+    ("gppo", "clipping (clip-higher, CE-GPPO, flexible, Clip-Cov, KL-Cov)"),
+    ("flexec", "clipping (clip-higher, CE-GPPO, flexible, Clip-Cov, KL-Cov)"),
+    ("kl", "coefficients (entropy bonus, KL, adaptive, SAC)"),
+    ("entropy", "coefficients (entropy bonus, KL, adaptive, SAC)"),
+    ("sac", "coefficients (entropy bonus, KL, adaptive, SAC)"),
+    ("skywork", "coefficients (entropy bonus, KL, adaptive, SAC)"),
+)
+"""Name fragment → family; families share a colour map, members differ in shade and line style."""
+
+FAMILY_CMAPS = ("Blues", "Oranges", "Greens", "Purples", "Greys")
+
+
+def method_styles(names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """A colour and line style per method, grouped by family (up to ~20 methods stay distinguishable).
+
+    Each family gets its own sequential colour map (EntroPIC blues, clipping oranges, coefficient
+    greens, others purples; GRPO black); members step through shades and four line styles.
+    """
+    family_of = {}
+    for name in names:
+        low = name.lower()
+        family_of[name] = (
+            "GRPO" if low in ("grpo", "grpo (none)") else next((f for key, f in FAMILIES if key in low), "other")
+        )
+    families = list(dict.fromkeys(f for f in family_of.values() if f != "GRPO"))
+    linestyles = ("-", "--", "-.", ":")
+    styles: dict[str, dict[str, Any]] = {}
+    for f_index, family in enumerate(families):
+        members = [n for n in names if family_of[n] == family]
+        cmap = plt.get_cmap(FAMILY_CMAPS[f_index % len(FAMILY_CMAPS)])
+        shades = np.linspace(0.9, 0.45, max(len(members), 1))
+        for m_index, name in enumerate(members):
+            styles[name] = {"color": cmap(shades[m_index]), "ls": linestyles[m_index % 4], "family": family}
+    for name in names:
+        if family_of[name] == "GRPO":
+            styles[name] = {"color": "black", "ls": "-", "family": "GRPO"}
+    return styles
+
+
 def plot_methods(results: list[MethodResult], path: str | Path, *, reference_target, window: int, title: str) -> Path:
-    """Entropy (with targets), α or coefficient, reward and clip fraction vs step, shared axes."""
-    fig, axes = plt.subplots(4, 1, figsize=(11, 13), sharex=True)
-    colors = plt.get_cmap("tab20")(np.linspace(0, 1, 20))
+    """Entropy (with targets), α or coefficient, reward and clip fraction vs step, shared axes.
+
+    Lines are means over seeds of an H̄ moving average of ``window`` steps; the shaded area is
+    the seeds' min–max. A method's own setpoint is the thin dotted line in its colour.
+    """
+    fig, axes = plt.subplots(4, 1, figsize=(14, 14), sharex=True, layout="constrained")
+    styles = method_styles([r.name for r in results])
     steps = None
-    for i, r in enumerate(results):
-        color = colors[(2 * i) % 20 if i < 10 else (2 * (i - 10) + 1) % 20]
+    for r in results:
+        st = styles[r.name]
+        style = {"color": st["color"], "ls": st["ls"]}
         steps = np.arange(1, r.entropy.shape[0] + 1)
         for ax, data in ((axes[0], r.entropy), (axes[2], r.reward), (axes[3], r.clip_frac)):
             smooth = moving_average(data, window)
-            ax.plot(steps, smooth.mean(1), color=color, lw=1.6, label=r.name)
+            ax.plot(steps, smooth.mean(1), lw=1.7, label=r.name, **style)
             if smooth.shape[1] > 1:
-                ax.fill_between(steps, smooth.min(1), smooth.max(1), color=color, alpha=0.12, lw=0)
-        if r.target is not None:
-            axes[0].plot(steps, r.target, color=color, lw=1.0, ls="--")
+                ax.fill_between(steps, smooth.min(1), smooth.max(1), color=st["color"], alpha=0.08, lw=0)
+        if r.target is not None and not np.allclose(r.target, reference_target):
+            axes[0].plot(steps, r.target, color=st["color"], lw=0.9, ls=(0, (1, 2)))
         if r.coef is not None:
-            axes[1].plot(steps, np.nanmean(r.coef, axis=1), color=color, lw=1.4, label=f"{r.name} ({r.coef_label})")
+            axes[1].plot(steps, np.nanmean(r.coef, axis=1), lw=1.4, label=f"{r.name} ({r.coef_label})", **style)
     if steps is not None:
         axes[0].plot(
-            steps, np.broadcast_to(reference_target, steps.shape), color="k", lw=1.0, ls=":", label="reference target"
+            steps,
+            np.broadcast_to(reference_target, steps.shape),
+            color="red",
+            lw=1.2,
+            ls=":",
+            label="reference target H*\n(dotted in a method's colour:\nits own setpoint schedule)",
         )
     top = max(
         [2.5 * float(np.max(reference_target))]
@@ -201,17 +327,19 @@ def plot_methods(results: list[MethodResult], path: str | Path, *, reference_tar
     )
     axes[0].set_ylim(0.0, top)
     axes[0].set_ylabel("entropy (nats)")
-    axes[1].set_ylabel("α  /  coefficient")
+    axes[1].set_ylabel("α or coefficient\n(dimensionless, symlog)")
     axes[1].set_yscale("symlog", linthresh=1e-3)
-    axes[2].set_ylabel("reward")
-    axes[3].set_ylabel("clip fraction")
+    axes[2].set_ylabel("reward (expected, 0–1)")
+    axes[3].set_ylabel("clip fraction (0–1)")
     axes[3].set_xlabel("RL step")
-    axes[0].set_title(title)
-    axes[0].legend(fontsize=7, ncol=3, loc="upper right")
-    axes[1].legend(fontsize=6, ncol=2, loc="best")
+    axes[3].xaxis.set_major_locator(MaxNLocator(integer=True))
+    smoothing = f"{window}-step moving average" if window > 1 else "no smoothing"
+    axes[0].set_title(f"{title}\nlines: mean over seeds ({smoothing}); shaded: min–max over seeds", fontsize=10)
     for ax in axes:
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="method (by family)")
+    if axes[1].get_legend_handles_labels()[0]:
+        axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
 
 

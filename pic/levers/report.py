@@ -9,13 +9,15 @@ Per method (means over seeds; "second half" = the last half of the steps; H̄ = 
 smoothed by a moving average of ``window`` steps)::
 
     tracking error = mean_{second half} |H̄ − H*|           (H* = the method's own target, else the reference)
-    relative error = tracking error / mean H*
-    final entropy  = mean H over the last 10 % of steps
+    relative error = tracking error / mean_{second half} H*
+    final entropy  = mean H  over the last 10 % of steps
+    final target   = mean H* over the last 10 % of steps      (the table's "target" column)
 
-Verdict: **holds** if the relative error is ≤ ``tolerance`` (15 %); otherwise, with H*_end
-the target over the last 10 %, **collapses** if the final entropy is below H*_end / 2,
-**explodes** if it ends above both 2·H*_end and the initial entropy, and else **below
-target** / **above target**.
+Verdict: **holds** if the relative error is ≤ ``tolerance`` (15 %); otherwise, against the
+same final target H*_end the table shows, **collapses** if the final entropy is below
+H*_end / 2, **explodes** if it ends above both 2·H*_end and the initial entropy, and else
+**below target** / **above target**. JSON is strict (RFC 8259): a value that is not finite is
+written as null with a ``<key>_null_reason`` next to it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MethodResult", "markdown_table", "moving_average", "report_window", "summarize", "write_report"]
+__all__ = [
+    "MethodResult",
+    "markdown_table",
+    "moving_average",
+    "report_window",
+    "smoothing_note",
+    "strict_json",
+    "summarize",
+    "write_report",
+]
 
 
 @dataclass
@@ -94,14 +105,15 @@ def summarize(r: MethodResult, reference_target, *, window: int, tolerance: floa
         verdict = "below target" if h_end < t_end else "above target"
     return {
         "method": r.name,
-        "target": h_star,
+        "target": t_end,
+        "target_mean_second_half": h_star,
         "tracking_error": float(err_per_seed.mean()),
         "tracking_error_std": float(err_per_seed.std()),
         "relative_error": rel,
         "initial_entropy": h0,
         "final_entropy": h_end,
         "final_reward": float(r.reward[tail].mean()),
-        "clip_frac": float(np.nanmean(r.clip_frac)),
+        "clip_frac": float(np.nanmean(r.clip_frac)) if np.isfinite(r.clip_frac).any() else float("nan"),
         "seeds": int(r.entropy.shape[1]),
         "verdict": verdict,
         **r.extra,
@@ -145,6 +157,35 @@ def report_window(results: list[MethodResult]) -> int:
     return max(max(r.entropy.shape[0] for r in results) // 20, 1)
 
 
+def strict_json(data: Any, reason: str = "not a finite number") -> Any:
+    """``data`` with every NaN/±inf float replaced by None and a sibling ``<key>_null_reason``.
+
+    Strict JSON parsers (``jq``, JavaScript's ``JSON.parse``) reject bare NaN and Infinity.
+    Works through dicts, lists, tuples and numpy arrays/scalars.
+    """
+    if isinstance(data, dict):
+        out = {}
+        for key, value in data.items():
+            out[key] = strict_json(value, reason)
+            if isinstance(value, float | np.floating) and not np.isfinite(value):
+                out[f"{key}_null_reason"] = f"{float(value)}: {reason}"
+        return out
+    if isinstance(data, list | tuple):
+        return [strict_json(v, reason) for v in data]
+    if isinstance(data, np.ndarray):
+        return strict_json(data.tolist(), reason)
+    if isinstance(data, np.integer | np.bool_):
+        return data.item()
+    if isinstance(data, float | np.floating):
+        return float(data) if np.isfinite(data) else None
+    return data
+
+
+def smoothing_note(window: int) -> str:
+    """How H̄ was smoothed, in words ("moving average of 5 steps", or none for window 1)."""
+    return "no smoothing, H̄ = H" if window <= 1 else f"moving average of {window} steps"
+
+
 def write_report(
     results: list[MethodResult],
     out: str | Path,
@@ -165,10 +206,14 @@ def write_report(
     rows = [summarize(r, reference_target, window=window, tolerance=tolerance) for r in results]
     md = (
         f"# {title}\n\n"
-        f"Tracking error = mean |H̄ − H*| over the second half (H̄: moving average of {window} steps; H* the "
+        f"Tracking error = mean |H̄ − H*| over the second half (H̄: {smoothing_note(window)}; H* the "
         f"method's own target, else the reference {reference_target:g} nats); verdict 'holds' within "
-        f"{100 * tolerance:.0f} %.\n\n" + markdown_table(rows, extra_columns or []) + (f"\n{notes}\n" if notes else "")
+        f"{100 * tolerance:.0f} %, otherwise the final entropy (last 10 % of steps) is compared with the "
+        f"final target (column 'target', same steps).\n\n"
+        + markdown_table(rows, extra_columns or [])
+        + (f"\n{notes}\n" if notes else "")
     )
     (out / "report.md").write_text(md)
-    (out / "report.json").write_text(json.dumps({"title": title, "rows": rows}, indent=2, default=float) + "\n")
+    data = strict_json({"title": title, "rows": rows}, "no value (e.g. a method without a controller or target)")
+    (out / "report.json").write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
     return rows

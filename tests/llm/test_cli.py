@@ -175,3 +175,68 @@ def test_make_data_readme_command(tmp_path, capsys):
         make_dataset("countdown", 2000, 200, 3, seed=0)  # uncapped, the same draw: every prompt found is used
     assert main(["make-data", "--out", str(tmp_path / "again"), "--task", "countdown", "--difficulty", "3"]) == 0
     assert (tmp_path / "again" / "train.jsonl").read_bytes() == (out / "train.jsonl").read_bytes()  # deterministic
+
+
+# ------------------------------------------------------------------ eval's model directory
+def _checkpoint(root: Path, step: int) -> Path:
+    """A complete (pre-manifest layout) checkpoint: config.json, trainer_state.pt, one safetensors file."""
+    d = root / "checkpoints" / f"step_{step:06d}"
+    d.mkdir(parents=True)
+    for name in ("config.json", "trainer_state.pt", "model.safetensors"):
+        (d / name).write_text("{}")
+    (root / "checkpoints" / "latest").write_text(d.name + "\n")
+    return d
+
+
+def test_eval_model_accepts_a_run_dir_checkpoints_and_latest(tmp_path):
+    from llm.cli import resolve_model_dir
+
+    run = tmp_path / "run"
+    _checkpoint(run, 3)
+    newest = _checkpoint(run, 5)
+    (run / "config.json").write_text("{}")  # a run directory has its own (non-model) config.json
+    for given in (run, run / "checkpoints", run / "checkpoints" / "latest", newest):
+        assert resolve_model_dir(str(given)) == str(newest), given
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    assert resolve_model_dir(str(model)) == str(model)
+
+
+def test_eval_model_missing_checkpoint_names_the_newest(tmp_path, capsys):
+    run = tmp_path / "run"
+    _checkpoint(run, 5)
+    missing = run / "checkpoints" / "step_000100"
+    assert main(["eval", "--model", str(missing), "--data", str(tmp_path / "x.jsonl")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: model must be") and "step_000005" in err
+    assert main(["eval", "--model", str(tmp_path / "nothing"), "--data", "x"]) == 2
+    assert "a run directory, or checkpoints/latest" in capsys.readouterr().err
+
+
+def test_train_summary_names_no_controller_for_a_run_without_one():
+    from llm.cli import _train_summary
+
+    cfg = RLConfig()
+    grpo = {"step": 3, "entropy": 0.5, "reward_mean": 0.25}
+    line = _train_summary(grpo, dataclasses.replace(cfg, control=dataclasses.replace(cfg.control, enabled=False)))
+    assert "alpha" not in line and "target" not in line and "no entropy controller" in line and "grpo" in line
+    pi = {**grpo, "alpha": -0.25, "entropy_target": 0.4}
+    assert "(target 0.4), alpha -0.250" in _train_summary(pi, cfg)
+
+
+def test_compare_report_title_comes_from_the_run():
+    from llm.compare import report_title
+
+    cfg = CompareConfig()
+    cfg = dataclasses.replace(
+        cfg,
+        train=dataclasses.replace(cfg.train, steps=3),
+        ppo=dataclasses.replace(cfg.ppo, epochs=2, minibatches=4),
+        compare=dataclasses.replace(cfg.compare, seeds=[0, 1], title="tiny"),
+    )
+    title = report_title(cfg, 5, "runs/base/sft")
+    assert (
+        title
+        == "tiny: 5 entropy-control methods on sft, 3 RL steps (off-policy, 2 PPO epochs × 4 mini-batches), 2 seeds"
+    )

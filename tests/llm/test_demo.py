@@ -29,7 +29,7 @@ def test_verdict_held_and_collapsed():
     pi = _rows(0.4 + 0.03 * rng.standard_normal(n), alpha=-0.5 + 0.1 * rng.standard_normal(n))
     v = demo.verdict(grpo, pi, tolerance=0.15, smooth=10)
     assert v["entropic_within_tolerance"] and v["grpo_below_target_end"]
-    assert v["diagnosis"] is None
+    assert v["diagnosis"].startswith("holds") and "0%" in v["diagnosis"]
     assert v["grpo_entropy_end"] < 0.2 < 0.45 < v["grpo_entropy_start"]
     assert -0.9 < v["alpha_mean_second_half"] < -0.1
     assert v["alpha_saturated_frac_second_half"] == 0.0
@@ -113,6 +113,20 @@ def test_demo_end_to_end_tiny(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "QUICK", spec)
     summary = demo.run_demo(tmp_path, quick=True)
     _check_outputs(tmp_path, summary, 3)
+    files = summary["files"]
+    assert str(tmp_path / "compare.png") in files and str(tmp_path / "summary.json") in files
+    assert str(tmp_path / "sft") + "/" in files  # a model directory is one entry
+    on_disk = {str(p) for p in tmp_path.rglob("*") if p.is_file() and "sft" not in p.parts and "tb" not in p.parts}
+    listed_files = {f for f in files if not f.endswith("/")}
+    assert {f for f in on_disk if "/checkpoints/" not in f} <= listed_files | {
+        f for f in on_disk if any(f.startswith(d) for d in files if d.endswith("/"))
+    }
+    table = demo.closing_table(summary).splitlines()
+    assert table[0].split()[0] == "run" and table[-1].startswith("diagnosis: ")
+    ent = summary["eval"]["entropic"]
+    assert table[3].split()[-2:] == [f"{ent['avg@k']:.3f}", f"{ent['pass@k']:.3f}"]
+    v = summary["verdict"]
+    assert f"{v['grpo_entropy_start']:.2f} → {v['grpo_entropy_end']:.2f}" in table[2]
 
 
 @pytest.mark.slow
