@@ -117,7 +117,9 @@ def test_splits_are_disjoint_deduplicated_and_deterministic(task, difficulty, n)
 
 
 def test_make_dataset_errors_and_edge_cases():
-    with pytest.raises(ValueError, match=r"unknown task 'poems'; choose from \['arithmetic', 'countdown'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown task 'poems'; choose from \['arithmetic', 'countdown', 'wordproblem'\]"
+    ):
         make_dataset("poems", 1, 1, 1, 0)
     with pytest.raises(ValueError, match="only 300 distinct"):
         make_dataset("arithmetic", 500, 0, 1, 0)  # only 10*10*3 one-digit problems exist
