@@ -31,7 +31,7 @@ def _cfg(model, train_file, out, *extra):
     keys = [f"model.path={json.dumps(str(model))}", f"data.train={json.dumps(str(train_file))}"]
     keys += [f"train.out={json.dumps(str(out))}", "data.prompts_per_step=2", "rollout.group_size=2"]
     keys += ["rollout.max_new_tokens=6", "train.steps=2", "train.progress=false", "train.tensorboard=false"]
-    return load_config(RLConfig, None, keys + ["control.target=1.0", *extra])
+    return load_config(RLConfig, None, [*keys, "control.target=1.0", *extra])
 
 
 def test_bpe_model_has_qwen_tokens_a_chat_template_and_two_stop_ids(bpe_run):

@@ -116,7 +116,7 @@ def test_stop_strings_cut_the_text_and_the_tokens(tok):
 def test_truncated_mask_drops_only_truncated_rows_from_the_loss(tok):
     im_end = _ids(tok, "<|im_end|>")[0]
     n20 = tok(" 20", add_special_tokens=False)["input_ids"]
-    scripts = [n20 + [im_end], n20 * 12]
+    scripts = [[*n20, im_end], n20 * 12]
     keep = _run(tok, scripts, RolloutConfig(max_new_tokens=5))
     masked = _run(tok, scripts, RolloutConfig(max_new_tokens=5, truncated="mask"))
     assert keep.batch.response_mask[1].sum() == 5 and masked.batch.response_mask[1].sum() == 0
