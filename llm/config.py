@@ -632,7 +632,15 @@ class EvalConfig:
     model: str = ""
     """Model or checkpoint directory (required)."""
     data: str = ""
-    """Test JSONL (required)."""
+    """Test data file or directory (required; formats as data.test of train)."""
+    format: DataFormat = "plain"
+    """Row layout, as data.format of train."""
+    chat_template: ChatTemplate = "auto"
+    """As data.chat_template of train."""
+    system_prompt: str = ""
+    """As data.system_prompt of train."""
+    prompt_template: str = ""
+    """As data.prompt_template of train."""
     k: int = 8
     """Completions sampled per prompt (>= 1)."""
     temperature: float = 1.0
@@ -654,6 +662,8 @@ class EvalConfig:
             need(bool(getattr(self, name)), name, "given", getattr(self, name))
 
     def check(self) -> EvalConfig:
+        _check_choice(self.format, DataFormat, "format")
+        _check_choice(self.chat_template, ChatTemplate, "chat_template")
         need(self.k >= 1, "k", "an integer >= 1", self.k)
         need(is_finite_number(self.temperature) and self.temperature > 0, "temperature", "> 0", self.temperature)
         need(self.max_new_tokens >= 1, "max_new_tokens", "an integer >= 1", self.max_new_tokens)

@@ -22,6 +22,7 @@ import torch
 from .completions import Finisher
 from .config import EvalConfig, RolloutConfig
 from .data import Example, load_jsonl
+from .datasets import load_examples
 from .model import load_model
 from .parallel import resolve_device
 from .prompts import PromptEncoder, PromptFormat
@@ -94,10 +95,12 @@ def evaluate_model(
 def evaluate(cfg: EvalConfig) -> dict:
     device = resolve_device(cfg.device)
     model, tok = load_model(cfg.model, device=device)
+    examples = load_jsonl(cfg.data) if cfg.format == "plain" else load_examples(cfg.data, cfg.format)
     res = evaluate_model(
         model,
         tok,
-        load_jsonl(cfg.data),
+        examples,
+        prompts=PromptEncoder(tok, PromptFormat.of(cfg)),
         k=cfg.k,
         temperature=cfg.temperature,
         max_new_tokens=cfg.max_new_tokens,
