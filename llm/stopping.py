@@ -65,14 +65,23 @@ def generate_kwargs(generate_fn, ids: list[int], primary: int) -> dict:
 
 
 def _string_end(tokenizer, row: list[int], stops: tuple[str, ...]) -> int | None:
-    """Tokens up to and including the one completing the first stop string of ``row``, or None."""
-    if not stops or not any(s in tokenizer.decode(row, skip_special_tokens=True) for s in stops):
-        return None
-    for n in range(1, len(row) + 1):
+    """Tokens up to and including the one completing the first stop string of ``row``, or None.
+
+    "The decoded prefix of n tokens contains a stop string" is monotone in n, so the shortest such
+    prefix is found by bisection (O(log T) decodes).
+    """
+
+    def hit(n: int) -> bool:
         text = tokenizer.decode(row[:n], skip_special_tokens=True)
-        if any(s in text for s in stops):
-            return n
-    return None
+        return any(s in text for s in stops)
+
+    if not stops or not hit(len(row)):
+        return None
+    lo, hi = 1, len(row)  # hit(hi) holds
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if hit(mid) else (mid + 1, hi)
+    return lo
 
 
 def cut_at_stops(
