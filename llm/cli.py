@@ -234,12 +234,16 @@ def parse_config(cls, argv: list[str], prog: str, args_cls=None):
 def cmd_init_tiny(argv: list[str]) -> int:
     _, cfg = parse_config(InitTinyConfig, argv, "python -m llm init-tiny")
     from .model import build_tiny, count_parameters, load_model
-    from .tasks import alphabet
+    from .tasks import alphabet, wordproblem_corpus
 
+    corpus = [alphabet(), *wordproblem_corpus()] if cfg.tokenizer == "bpe" else None
     path = build_tiny(
         cfg.out,
         arch=cfg.arch,
         alphabet=alphabet(),
+        tokenizer=cfg.tokenizer,
+        corpus=corpus,
+        vocab_size=cfg.vocab_size,
         hidden_size=cfg.hidden_size,
         num_layers=cfg.num_layers,
         num_heads=cfg.num_heads,
@@ -266,8 +270,16 @@ def cmd_make_data(argv: list[str]) -> int:
         )
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_jsonl(out / "train.jsonl", train)
-    write_jsonl(out / "test.jsonl", test)
+    if cfg.task == "wordproblem":  # GSM8K's layout: question, answer = worked solution ending in "#### n"
+        from pic.io import atomic_write_text
+
+        from .tasks import gsm8k_rows
+
+        for name, split in (("train.jsonl", train), ("test.jsonl", test)):
+            atomic_write_text(out / name, "".join(json.dumps(r) + "\n" for r in gsm8k_rows(split)))
+    else:
+        write_jsonl(out / "train.jsonl", train)
+        write_jsonl(out / "test.jsonl", test)
     print(
         f"wrote {out}/train.jsonl ({len(train)}) and test.jsonl ({len(test)}): {cfg.task}, difficulty {cfg.difficulty}"
     )

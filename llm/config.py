@@ -38,6 +38,7 @@ __all__ = [
     "DemoConfig",
     "EvalConfig",
     "InitTinyConfig",
+    "KLConfig",
     "LeverConfig",
     "MakeDataConfig",
     "ModelConfig",
@@ -45,6 +46,7 @@ __all__ = [
     "PPOConfig",
     "PlotConfig",
     "RLConfig",
+    "RewardConfig",
     "RolloutConfig",
     "SFTConfig",
     "TrainConfig",
@@ -69,6 +71,11 @@ Advantage = Literal["grpo", "dr_grpo"]
 OldLogprobs = Literal["rollout", "recompute"]
 Parallel = Literal["ddp", "fsdp"]
 Arch = Literal["qwen2", "llama"]
+DataFormat = Literal["plain", "gsm8k", "math", "verl"]
+ChatTemplate = Literal["auto", "none"]
+Truncated = Literal["keep", "mask", "penalty"]
+KLEstimator = Literal["k1", "k3"]
+TokenizerKind = Literal["char", "bpe"]
 LeverName = Literal[tuple(sorted(LEVERS))]  # read from the registry, never typed by hand
 TaskName = Literal[tuple(sorted(TASKS))]
 
@@ -129,16 +136,40 @@ class DataConfig:
     """The prompts ([data] table)."""
 
     train: str = ""
-    """Training prompts (JSONL: prompt, answer, task, meta)."""
+    """Training prompts: a .jsonl, .json, .parquet or .arrow file, or a directory of them (see llm.datasets)."""
     test: str = ""
-    """Held-out prompts for evaluation ('' = none)."""
+    """Held-out prompts for evaluation, same formats ('' = none)."""
     prompts_per_step: int = 16
     """Prompts per RL step (>= 1); each is sampled rollout.group_size times."""
     shuffle: bool = True
     """Reshuffle the prompts every epoch (seeded by train.seed); false keeps the file's order."""
+    format: DataFormat = "plain"
+    """Row layout: 'plain' (prompt, answer, task), 'gsm8k' (question, answer after ####), 'math' (problem,
+    \\boxed{} of solution) or 'verl' (chat-list prompt, reward_model.ground_truth)."""
+    prompt_key: str = ""
+    """Field holding the prompt ('' = the format's; a dotted key reads a nested field)."""
+    answer_key: str = ""
+    """Field holding the gold answer, used as it is ('' = the format's, with its extraction)."""
+    task: str = ""
+    """Reward of rows without a task field ('' = plain rows must name one; the other formats use 'math')."""
+    chat_template: ChatTemplate = "auto"
+    """'auto' applies the tokenizer's chat template (add_generation_prompt) when it has one; 'none' never."""
+    system_prompt: str = ""
+    """System message put before every prompt ('' = none)."""
+    prompt_template: str = ""
+    """Template of a question string with one {question} field ('' = the question as it is)."""
 
     def check(self) -> None:
         need(self.prompts_per_step >= 1, "data.prompts_per_step", "an integer >= 1", self.prompts_per_step)
+        _check_choice(self.format, DataFormat, "data.format")
+        _check_choice(self.chat_template, ChatTemplate, "data.chat_template")
+        if self.prompt_template:
+            try:
+                self.prompt_template.format(question="q")
+                ok = "{question}" in self.prompt_template
+            except (KeyError, IndexError, ValueError):
+                ok = False
+            need(ok, "data.prompt_template", "a template with one {question} field", self.prompt_template)
 
 
 @dataclasses.dataclass
@@ -151,8 +182,30 @@ class RolloutConfig:
     """Most tokens sampled per completion (>= 1)."""
     temperature: float = 1.0
     """Sampling temperature (> 0); also the temperature of the training log-probs and of the entropy."""
+    stop_strings: list[str] = dataclasses.field(default_factory=list)
+    """Texts that end a completion besides the stop token ids (the text is cut before them)."""
+    truncated: Truncated = "keep"
+    """A response hitting max_new_tokens without a stop: 'keep', 'mask' (out of the loss) or 'penalty' (DAPO)."""
+    overlong_buffer: int = 0
+    """DAPO's soft-overlong buffer L_c in tokens, in [1, max_new_tokens] (0 = max_new_tokens // 4)."""
+    overlong_penalty: float = 1.0
+    """Scale of DAPO's overlong penalty (>= 0): the reward falls by up to this much over the buffer."""
 
     def check(self) -> None:
+        _check_choice(self.truncated, Truncated, "rollout.truncated")
+        need(all(self.stop_strings), "rollout.stop_strings", "non-empty strings", self.stop_strings)
+        need(
+            0 <= self.overlong_buffer <= self.max_new_tokens,
+            "rollout.overlong_buffer",
+            f"in [0, rollout.max_new_tokens = {self.max_new_tokens}]",
+            self.overlong_buffer,
+        )
+        need(
+            is_finite_number(self.overlong_penalty) and self.overlong_penalty >= 0,
+            "rollout.overlong_penalty",
+            ">= 0",
+            self.overlong_penalty,
+        )
         need(self.group_size >= 2, "rollout.group_size", "an integer >= 2", self.group_size)
         need(self.max_new_tokens >= 1, "rollout.max_new_tokens", "an integer >= 1", self.max_new_tokens)
         need(
@@ -273,6 +326,49 @@ class LeverConfig:
 
 
 @dataclasses.dataclass
+class RewardConfig:
+    """The reward ([reward] table): weight · fn + Σ extra weights · their rewards (llm.reward)."""
+
+    fn: str = ""
+    """'' (each row's task reward), a registered reward name, or 'package.module:function' (completion, example)."""
+    weight: float = 1.0
+    """Weight of fn (finite; 0 drops it)."""
+    extra: Annotated[dict, toml_flag(dict)] = dataclasses.field(default_factory=dict)
+    """More weighted rewards, a table {"pkg.mod:fn" = 0.1, math = 1.0} (name or import path → weight)."""
+
+    def check(self) -> None:
+        need(is_finite_number(self.weight), "reward.weight", "a finite number", self.weight)
+        need(
+            all(isinstance(k, str) and k and is_finite_number(v) for k, v in self.extra.items()),
+            "reward.extra",
+            "a table of reward name → finite weight",
+            self.extra,
+        )
+        need(bool(self.weight) or bool(self.extra), "reward.weight", "non-zero when reward.extra is empty", 0)
+        from .reward import resolve_reward
+
+        for name in [self.fn, *self.extra] if self.fn else list(self.extra):
+            try:
+                resolve_reward(name)
+            except ValueError as exc:
+                raise ConfigError(f"reward.fn: {exc}") from None
+
+
+@dataclasses.dataclass
+class KLConfig:
+    """KL to the frozen starting policy ([kl] table), added to the loss of any lever (llm.kl)."""
+
+    coef: float = 0.0
+    """Loss coefficient of the per-token KL estimate (>= 0; 0 = off, no reference model)."""
+    estimator: KLEstimator = "k3"
+    """'k1' (log π − log π_ref) or 'k3' (e^δ − δ − 1, δ = log π_ref − log π)."""
+
+    def check(self) -> None:
+        need(is_finite_number(self.coef) and self.coef >= 0, "kl.coef", ">= 0", self.coef)
+        _check_choice(self.estimator, KLEstimator, "kl.estimator")
+
+
+@dataclasses.dataclass
 class TrainConfig:
     """The run ([train] table)."""
 
@@ -296,9 +392,23 @@ class TrainConfig:
     """torch CPU threads (default: half the cores, 1 to 4, so 1 on a 2-core machine; 0 = torch's default, all cores)."""
     parallel: Parallel = "ddp"
     """Under torchrun: 'ddp' (a full replica per rank) or 'fsdp' (FSDP2: parameters, gradients, optimizer sharded)."""
+    eval_every: int = 0
+    """Evaluate avg@k and pass@k on data.test every N steps (0 = never); rows in eval.jsonl and the metrics."""
+    eval_k: int = 4
+    """Completions per test prompt in those evaluations (>= 1)."""
+    eval_prompts: int = 0
+    """Test prompts used per evaluation, the file's first N (0 = all)."""
+    sample_every: int = 0
+    """Write some of the step's completions to samples.jsonl (and TensorBoard) every N steps (0 = never)."""
+    sample_count: int = 4
+    """Completions written per sampled step (>= 1)."""
 
     def check(self) -> None:
         _check_choice(self.parallel, Parallel, "train.parallel")
+        for name in ("eval_every", "eval_prompts", "sample_every"):
+            need(getattr(self, name) >= 0, f"train.{name}", "an integer >= 0", getattr(self, name))
+        need(self.eval_k >= 1, "train.eval_k", "an integer >= 1", self.eval_k)
+        need(self.sample_count >= 1, "train.sample_count", "an integer >= 1", self.sample_count)
         need(self.steps >= 1, "train.steps", "an integer >= 1", self.steps)
         need(self.save_every >= 0, "train.save_every", "an integer >= 0", self.save_every)
         need(self.keep_last >= 1, "train.keep_last", "an integer >= 1", self.keep_last)
@@ -317,6 +427,8 @@ class RLConfig:
     control: ControlConfig = dataclasses.field(default_factory=ControlConfig)
     lever: LeverConfig = dataclasses.field(default_factory=LeverConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    reward: RewardConfig = dataclasses.field(default_factory=RewardConfig)
+    kl: KLConfig = dataclasses.field(default_factory=KLConfig)
 
     def check(self) -> RLConfig:
         """Every section's ranges, then what ties sections together. Returns self."""
@@ -374,10 +486,14 @@ class RLConfig:
         """Refuse missing input paths (called by the trainer, not on construction)."""
         need(bool(self.model.path), "model.path", "a model directory", self.model.path)
         need(Path(self.model.path).is_dir(), "model.path", "an existing directory", self.model.path)
-        need(bool(self.data.train), "data.train", "a JSONL file", self.data.train)
-        need(Path(self.data.train).is_file(), "data.train", "an existing file", self.data.train)
+        need(bool(self.data.train), "data.train", "a data file", self.data.train)
+        need(Path(self.data.train).exists(), "data.train", "an existing file or directory", self.data.train)
+        need(not self.data.test or Path(self.data.test).exists(), "data.test", "an existing file or ''", self.data.test)
         need(
-            not self.data.test or Path(self.data.test).is_file(), "data.test", "an existing file or ''", self.data.test
+            not self.train.eval_every or bool(self.data.test),
+            "train.eval_every",
+            "0 when data.test is ''",
+            self.train.eval_every,
         )
         need(bool(self.train.out), "train.out", "a run directory", self.train.out)
 
@@ -391,6 +507,10 @@ class InitTinyConfig:
     """Directory to write the model and tokenizer to (required)."""
     arch: Arch = "qwen2"
     """Architecture: 'qwen2' or 'llama'."""
+    tokenizer: TokenizerKind = "char"
+    """'char' (one token per task character) or 'bpe' (byte-level BPE trained here, Qwen chat tokens, qwen2 only)."""
+    vocab_size: int = 512
+    """BPE vocabulary size including special tokens (>= 300); ignored by the char tokenizer."""
     hidden_size: int = 128
     """Width of the residual stream (>= 1, a multiple of num_heads)."""
     num_layers: int = 4
@@ -410,6 +530,9 @@ class InitTinyConfig:
 
     def check(self) -> InitTinyConfig:
         _check_choice(self.arch, Arch, "arch")
+        _check_choice(self.tokenizer, TokenizerKind, "tokenizer")
+        need(self.vocab_size >= 300, "vocab_size", "an integer >= 300", self.vocab_size)
+        need(self.tokenizer != "bpe" or self.arch == "qwen2", "arch", "'qwen2' with tokenizer = 'bpe'", self.arch)
         for name in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "max_position_embeddings"):
             need(getattr(self, name) >= 1, name, "an integer >= 1", getattr(self, name))
         need(
@@ -434,7 +557,7 @@ class MakeDataConfig:
     out: str = ""
     """Directory for train.jsonl and test.jsonl (required)."""
     task: TaskName = "arithmetic"
-    """Task: 'arithmetic' (one answer per prompt) or 'countdown' (many)."""
+    """Task: 'arithmetic' (one answer per prompt), 'countdown' (many) or 'wordproblem' (GSM8K-format rows)."""
     n_train: int = 2000
     """Training prompts (>= 1); capped, with a notice, at what the task has left after the test split."""
     n_test: int = 200
@@ -465,9 +588,17 @@ class SFTConfig:
     model: str = ""
     """Model directory to start from (required)."""
     data: str = ""
-    """Training JSONL (required)."""
+    """Training data file or directory (required; formats as data.train of train)."""
     out: str = ""
     """Directory for the fine-tuned model (required)."""
+    format: DataFormat = "plain"
+    """Row layout, as data.format of train; the target is the gold answer then the tokenizer's eos."""
+    chat_template: ChatTemplate = "auto"
+    """As data.chat_template of train: the prompt is templated exactly as RL will template it."""
+    system_prompt: str = ""
+    """As data.system_prompt of train."""
+    prompt_template: str = ""
+    """As data.prompt_template of train."""
     steps: int = 300
     """Optimizer steps (>= 1)."""
     batch_size: int = 64
@@ -493,6 +624,8 @@ class SFTConfig:
             need(bool(getattr(self, name)), name, "given", getattr(self, name))
 
     def check(self) -> SFTConfig:
+        _check_choice(self.format, DataFormat, "format")
+        _check_choice(self.chat_template, ChatTemplate, "chat_template")
         need(self.steps >= 1, "steps", "an integer >= 1", self.steps)
         need(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
         need(self.lr > 0, "lr", "> 0", self.lr)
@@ -511,7 +644,15 @@ class EvalConfig:
     model: str = ""
     """Model directory, checkpoint directory, run directory (its newest checkpoint) or RUN/checkpoints/latest."""
     data: str = ""
-    """Test JSONL (required)."""
+    """Test data file or directory (required; formats as data.test of train)."""
+    format: DataFormat = "plain"
+    """Row layout, as data.format of train."""
+    chat_template: ChatTemplate = "auto"
+    """As data.chat_template of train."""
+    system_prompt: str = ""
+    """As data.system_prompt of train."""
+    prompt_template: str = ""
+    """As data.prompt_template of train."""
     k: int = 8
     """Completions sampled per prompt (>= 1)."""
     temperature: float = 1.0
@@ -533,6 +674,8 @@ class EvalConfig:
             need(bool(getattr(self, name)), name, "given", getattr(self, name))
 
     def check(self) -> EvalConfig:
+        _check_choice(self.format, DataFormat, "format")
+        _check_choice(self.chat_template, ChatTemplate, "chat_template")
         need(self.k >= 1, "k", "an integer >= 1", self.k)
         need(is_finite_number(self.temperature) and self.temperature > 0, "temperature", "> 0", self.temperature)
         need(self.max_new_tokens >= 1, "max_new_tokens", "an integer >= 1", self.max_new_tokens)

@@ -30,6 +30,7 @@ __all__ = [
     "LeverTrace",
     "Metric",
     "MetricsLogger",
+    "perf_metrics",
     "read_metrics",
     "reduce_sums",
     "rollout_sums",
@@ -64,6 +65,8 @@ class Metric:
     """Name of the collected sum (default: ``key``)."""
     update: bool = False
     """Measured by the policy update: NaN on a skipped step."""
+    optional: bool = False
+    """Measured only where its feature is on (KL to a reference, evaluation): absent from the other rows."""
 
 
 METRICS: dict[str, Metric] = {
@@ -76,6 +79,7 @@ METRICS: dict[str, Metric] = {
         Metric("reward_std", "reward/std", "sample_std", "reward"),
         Metric("frac_zero_std_groups", "reward/frac_zero_std_groups", "group_mean", "flat_groups"),
         Metric("response_len_mean", "rollout/response_len_mean", "sequence_mean", "tokens"),
+        Metric("truncated_frac", "rollout/truncated_frac", "sequence_mean", "truncated"),
         Metric("verifier_timeouts", "reward/verifier_timeouts", "sum"),
         Metric("verifier_crashes", "reward/verifier_crashes", "sum"),
         Metric("pg_loss", "loss/policy", "train_token_mean", update=True),
@@ -83,6 +87,7 @@ METRICS: dict[str, Metric] = {
         Metric("high_prob_frac", "loss/high_prob_frac", "train_token_mean", update=True),
         Metric("ppo_kl", "loss/ppo_kl", "train_token_mean", update=True),
         Metric("entropic_term", "loss/entropic_term", "update_mean", update=True),
+        Metric("kl_ref", "loss/kl_ref", "train_token_mean", update=True, optional=True),
         Metric("grad_norm", "optim/grad_norm", "update_mean", update=True),
         Metric("lr", "optim/lr"),
         Metric("rollout_s", "perf/rollout_s"),
@@ -92,6 +97,8 @@ METRICS: dict[str, Metric] = {
         Metric("rollout_tokens_per_s", "perf/rollout_tokens_per_s"),
         Metric("train_tokens_per_s", "perf/train_tokens_per_s"),
         Metric("skipped", "train/skipped"),
+        Metric("eval_avg_at_k", "eval/avg@k", optional=True),
+        Metric("eval_pass_at_k", "eval/pass@k", optional=True),
     )
 }
 """Every metric of a step row but the lever's: key → (TensorBoard tag, aggregation)."""
@@ -100,13 +107,15 @@ METRICS: dict[str, Metric] = {
 def reduce_sums(sums: dict[str, float], *, update: bool) -> dict[str, float]:
     """The step (``update=False``) or policy-update (``update=True``) metrics from global named sums.
 
-    A metric whose sum is missing (a skipped update) is NaN.
+    A metric whose sum is missing (a skipped update) is NaN; an `optional` one whose sum is missing is left out.
     """
     out = {}
     for m in METRICS.values():
         if m.update != update or m.reduce == "value":
             continue
         src, count = m.source or m.key, REDUCTIONS[m.reduce]
+        if m.optional and src not in sums:
+            continue
         if src not in sums:
             out[m.key] = math.nan
         elif m.reduce == "sum":
@@ -119,11 +128,12 @@ def reduce_sums(sums: dict[str, float], *, update: bool) -> dict[str, float]:
     return out
 
 
-def rollout_sums(entropy, logprobs, mask, rewards, scores=None) -> dict[str, float]:
+def rollout_sums(entropy, logprobs, mask, rewards, scores=None, truncated=None) -> dict[str, float]:
     """This rank's sums behind the step statistics (to be all-reduced, then `reduce_sums`).
 
     ``entropy``, ``logprobs``, ``mask``: (B, T) per response token; ``rewards``: (P, G), one row per group;
-    ``scores``: the `llm.reward.Scores` of the rollout (its verifier fallback counts), if any.
+    ``scores``: the `llm.reward.Scores` of the rollout (its verifier fallback counts), if any;
+    ``truncated``: (B,) bool, the responses that hit max_new_tokens without a stop (default: ``scores.truncated``).
     """
     mask = mask.to(entropy.dtype)
     return {
@@ -138,7 +148,16 @@ def rollout_sums(entropy, logprobs, mask, rewards, scores=None) -> dict[str, flo
         "groups": float(rewards.shape[0]),
         "verifier_timeouts": float(scores.timeouts if scores is not None else 0),
         "verifier_crashes": float(scores.crashes if scores is not None else 0),
+        "truncated": float(truncated.sum()) if truncated is not None else float(getattr(scores, "truncated", 0)),
     }
+
+
+def perf_metrics(tokens: float, trained_tokens: float, t_roll: float, t_train: float, step_s: float) -> dict:
+    """The step's timings (seconds) and throughputs (tokens/s) for its metrics row."""
+    row = {"rollout_s": t_roll, "train_s": t_train, "step_s": step_s, "tokens_per_s": tokens / step_s}
+    row["rollout_tokens_per_s"] = tokens / max(t_roll, 1e-9)
+    row["train_tokens_per_s"] = trained_tokens / max(t_train, 1e-9)
+    return row
 
 
 def tb_tag(key: str) -> str:
@@ -222,9 +241,9 @@ class MetricsLogger:
                 refresh=False,
             )
 
-    def text(self, tag: str, text: str) -> None:
+    def text(self, tag: str, text: str, step: int = 0) -> None:
         if self._tb is not None:
-            self._tb.add_text(tag, text, 0)
+            self._tb.add_text(tag, text, step)
 
     def close(self) -> None:
         self._fh.close()

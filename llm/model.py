@@ -2,7 +2,11 @@
 
 `build_tiny` writes a small Qwen2 or Llama model with random weights and a character-level
 fast tokenizer (one token per character of the task alphabet, plus ``<pad>``, ``<eos>``,
-``<unk>``), trained nowhere and downloaded from nowhere. `load_model` loads any local model
+``<unk>``), trained nowhere and downloaded from nowhere. With ``tokenizer="bpe"`` it writes a
+Qwen2 model with a real byte-level BPE tokenizer instead (`bpe_tokenizer`, trained here with
+``tokenizers`` on the task corpus): Qwen's special tokens ``<|endoftext|>``, ``<|im_start|>``,
+``<|im_end|>``, a ChatML chat template, eos ``<|im_end|>``, pad ``<|endoftext|>``, and both as stop
+ids in ``generation_config.eos_token_id`` — the layout of a Qwen2.5 instruct model. `load_model` loads any local model
 directory: float32 on CPU, bfloat16 with SDPA attention on CUDA. Nothing here contacts a hub.
 
 `check_model_dir` (run by `load_model` first) turns a broken directory into one `ModelError`
@@ -22,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -35,9 +39,12 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 __all__ = [
+    "CHATML_TEMPLATE",
+    "QWEN_SPECIAL_TOKENS",
     "SPECIAL_TOKENS",
     "TOKENIZER_FILES",
     "ModelError",
+    "bpe_tokenizer",
     "build_tiny",
     "char_tokenizer",
     "check_model_dir",
@@ -54,6 +61,16 @@ hf_logging.disable_progress_bar()
 SPECIAL_TOKENS = ("<pad>", "<eos>", "<unk>")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
 """A model directory needs at least one of these (a fast tokenizer, SentencePiece, BPE or WordPiece vocab)."""
+
+
+QWEN_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+CHATML_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+"""Qwen's ChatML layout: ``<|im_start|>{role}\\n{content}<|im_end|>\\n`` per message, then the assistant header."""
 
 
 class ModelError(ValueError):
@@ -75,11 +92,38 @@ def char_tokenizer(alphabet: str) -> PreTrainedTokenizerFast:
     return tok
 
 
+def bpe_tokenizer(corpus: list[str], vocab_size: int = 512) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained on ``corpus`` with Qwen's special tokens and a ChatML template.
+
+    Byte level: every text encodes (no unknown token). eos is ``<|im_end|>`` (ends an assistant turn),
+    pad is ``<|endoftext|>``.
+    """
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(QWEN_SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    chat = ["system", "user", "assistant", "\n"]
+    core.train_from_iterator(list(corpus) + chat, trainer)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>", padding_side="left"
+    )
+    tok.chat_template = CHATML_TEMPLATE
+    return tok
+
+
 def build_tiny(
     out_dir: str | Path,
     *,
     alphabet: str,
     arch: str = "qwen2",
+    tokenizer: str = "char",
+    corpus: list[str] | None = None,
+    vocab_size: int = 512,
     hidden_size: int = 128,
     num_layers: int = 4,
     num_heads: int = 4,
@@ -88,10 +132,15 @@ def build_tiny(
     max_position_embeddings: int = 256,
     seed: int = 0,
 ) -> Path:
-    """Write a randomly initialised tiny causal LM and its character tokenizer to ``out_dir``."""
+    """Write a randomly initialised tiny causal LM and its tokenizer to ``out_dir``.
+
+    ``tokenizer``: ``"char"`` (over ``alphabet``) or ``"bpe"`` (`bpe_tokenizer` on ``corpus``, Qwen2 only).
+    """
     if arch not in ("qwen2", "llama"):
         raise ValueError(f"arch must be 'qwen2' or 'llama', got {arch!r}")
-    tok = char_tokenizer(alphabet)
+    if tokenizer not in ("char", "bpe"):
+        raise ValueError(f"tokenizer must be 'char' or 'bpe', got {tokenizer!r}")
+    tok = char_tokenizer(alphabet) if tokenizer == "char" else bpe_tokenizer(corpus or [alphabet], vocab_size)
     common = dict(
         vocab_size=len(tok),
         hidden_size=hidden_size,
@@ -111,13 +160,20 @@ def build_tiny(
         model = Qwen2ForCausalLM(Qwen2Config(**common))
     else:
         model = LlamaForCausalLM(LlamaConfig(**common))
-    model.generation_config.eos_token_id = tok.eos_token_id
+    stops = (
+        [tok.eos_token_id]
+        if tokenizer == "char"
+        else [tok.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
+    )
+    model.generation_config.eos_token_id = stops[0] if len(stops) == 1 else stops
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.bos_token_id = None
     out = Path(out_dir)
     save_model(model, tok, out)
     meta = {
         "arch": arch,
+        "tokenizer": tokenizer,
+        "vocabulary": len(tok),
         "parameters": count_parameters(model),
         "alphabet": "".join(sorted(set(alphabet))),
         "hidden_size": hidden_size,

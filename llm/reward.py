@@ -1,6 +1,7 @@
 """Verifiable rewards with a registry; untrusted parsing runs in killable worker processes.
 
-A reward is ``fn(completion: str, example: Example) -> float`` in [0, 1]; the built-ins are binary.
+A reward is ``fn(completion: str, example: Example) -> float``, any finite float (a −1/+1 scheme, a
+penalty); the built-ins are binary in {0, 1}.
 The completion is what the model generated after the prompt (EOS removed by the caller). An
 example's ``task`` picks its reward; register more with ``@register_reward("name")``. Score through
 `score` / `score_batch`: they apply the isolation below (calling a registry entry directly does not).
@@ -32,6 +33,12 @@ example's ``task`` picks its reward; register more with ``@register_reward("name
 
 Register a reward with ``isolated=True`` to run it the same way (it must then be an importable
 module-level function, and its example picklable).
+
+**Reward terms** (`RewardTerm`, the ``[reward]`` table of a run): the reward of a completion is
+``Σ_i weight_i · fn_i(completion, example)`` over the terms. A term's ``fn`` is ``""`` (the example's
+own task reward), a registered name (``"math"``), or an import path ``"package.module:function"``
+to a module-level function with the reward signature above, called in the trainer's process
+(`resolve_reward`). Without terms a completion scores its task's reward alone.
 """
 
 from __future__ import annotations
@@ -62,6 +69,7 @@ __all__ = [
     "REWARDS",
     "VERIFIER_WORKERS",
     "RewardFn",
+    "RewardTerm",
     "Scores",
     "arithmetic_reward",
     "countdown_reward",
@@ -69,6 +77,7 @@ __all__ = [
     "get_reward",
     "math_reward",
     "register_reward",
+    "resolve_reward",
     "safe_arithmetic",
     "score",
     "score_batch",
@@ -130,12 +139,14 @@ class Scores:
     """The rewards of one batch and how many completions scored the fallback 0 in a verifier worker.
 
     ``timeouts``: killed at the `MATH_TIMEOUT_S` deadline; ``crashes``: the worker died on its own.
-    The trainer can log both as metrics (e.g. ``verifier_timeouts``).
+    The trainer can log both as metrics (e.g. ``verifier_timeouts``). ``truncated``: responses that hit
+    max_new_tokens without a stop (set by `llm.completions.Finisher`; the ``truncated_frac`` metric).
     """
 
     rewards: list[float]
     timeouts: int = 0
     crashes: int = 0
+    truncated: int = 0
 
 
 _POOL: VerifierPool | None = None
@@ -155,22 +166,66 @@ def verifier_stats() -> PoolStats:
     return PoolStats(_POOL.stats.timeouts, _POOL.stats.crashes) if _POOL is not None else PoolStats()
 
 
-def score_batch(completions: list[str], examples: list[Example]) -> Scores:
-    """The reward of each completion under its example's task, with the verifier pool's fallback counts.
+@dataclass(frozen=True)
+class RewardTerm:
+    """One weighted term of the reward: ``fn`` is '' (the example's task), a registered name or 'pkg.mod:function'."""
 
-    In-process rewards are called directly; the `ISOLATED` ones (``math``) go to the verifier pool,
-    each completion under a hard `MATH_TIMEOUT_S` deadline. Each reward must be a float in [0, 1].
+    fn: str = ""
+    weight: float = 1.0
+
+
+def resolve_reward(spec: str) -> RewardFn:
+    """The reward named by ``spec``: a registered name, or ``"package.module:function"`` imported here.
+
+    A bad spec is a ValueError naming it (one line).
+    """
+    if ":" not in spec:
+        return get_reward(spec)
+    import importlib
+
+    module, _, name = spec.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"reward.fn {spec!r} cannot be imported ({type(exc).__name__}: {exc})") from None
+    if not callable(fn):
+        raise ValueError(f"reward.fn {spec!r} is not callable")
+    return fn
+
+
+def score_batch(completions: list[str], examples: list[Example], terms=None) -> Scores:
+    """The reward of each completion, with the verifier pool's fallback counts.
+
+    ``terms`` (`RewardTerm` list; None = the task's reward, weight 1): the weighted sum of their rewards.
     """
     if len(completions) != len(examples):
         raise ValueError(f"{len(completions)} completions for {len(examples)} examples")
+    total = [0.0] * len(completions)
+    timeouts = crashes = 0
+    for term in terms or [RewardTerm()]:
+        part = _score_term(completions, examples, term.fn)
+        timeouts, crashes = timeouts + part.timeouts, crashes + part.crashes
+        total = [t + term.weight * r for t, r in zip(total, part.rewards, strict=True)]
+    return Scores(total, timeouts, crashes)
+
+
+def _score_term(completions: list[str], examples: list[Example], spec: str) -> Scores:
+    """One reward term: each example's task (``spec`` = ''), a registered reward, or an imported function.
+
+    In-process rewards are called directly; the `ISOLATED` ones (``math``) go to the verifier pool,
+    each completion under a hard `MATH_TIMEOUT_S` deadline. Each reward must be a finite float.
+    """
     out: list[float] = [0.0] * len(completions)
     isolated: dict[str, list[int]] = {}
+    imported = resolve_reward(spec) if ":" in spec else None
     for i, (completion, ex) in enumerate(zip(completions, examples, strict=True)):
-        fn = get_reward(ex.task)
-        if ex.task in ISOLATED:
-            isolated.setdefault(ex.task, []).append(i)
+        task = spec or ex.task
+        if imported is not None:
+            out[i] = _checked(spec, imported(completion, ex))
+        elif task in ISOLATED:
+            isolated.setdefault(task, []).append(i)
         else:
-            out[i] = _checked(ex.task, fn(completion, ex))
+            out[i] = _checked(task, get_reward(task)(completion, ex))
     stats = PoolStats()
     for task, rows in isolated.items():
         values, batch = _pool().map(
@@ -191,8 +246,8 @@ def score(completions: list[str], examples: list[Example]) -> list[float]:
 
 def _checked(task: str, value: Any) -> float:
     r = float(value)
-    if not (math.isfinite(r) and 0.0 <= r <= 1.0):
-        raise ValueError(f"reward {task!r} returned {r}, outside [0, 1]")
+    if not math.isfinite(r):
+        raise ValueError(f"reward {task!r} returned {r}, not a finite number")
     return r
 
 

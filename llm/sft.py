@@ -19,8 +19,10 @@ import torch.nn.functional as F
 
 from .config import SFTConfig
 from .data import load_jsonl
+from .datasets import load_examples
 from .model import load_model, save_model
 from .parallel import resolve_device
+from .prompts import PromptEncoder, PromptFormat
 from .schedule import lr_lambda
 
 __all__ = ["encode_sft", "sft"]
@@ -56,8 +58,9 @@ def sft(cfg: SFTConfig) -> dict:
     device = resolve_device(cfg.device)
     model, tok = load_model(cfg.model, device=device, dtype=torch.float32)
     model.train()
-    examples = load_jsonl(cfg.data)
-    encoded = [encode_sft(tok, ex.prompt, ex.answer) for ex in examples]
+    examples = load_jsonl(cfg.data) if cfg.format == "plain" else load_examples(cfg.data, cfg.format)
+    prompts = PromptEncoder(tok, PromptFormat.of(cfg))  # the prompt text RL will give the model
+    encoded = [encode_sft(tok, prompts.text(ex), ex.answer) for ex in examples]
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda("cosine", cfg.warmup_steps, cfg.steps, 0.1))
     rng = np.random.default_rng(cfg.seed)

@@ -1,4 +1,4 @@
-"""Built-in synthetic verifiable tasks: multi-digit arithmetic and countdown.
+"""Built-in synthetic verifiable tasks: multi-digit arithmetic, countdown and word problems.
 
 Prompts are short plain-ASCII strings a character-level model can learn; answers are short.
 Every character either task writes is in `alphabet`, from which the tiny model's tokenizer is built.
@@ -14,6 +14,13 @@ Every character either task writes is in `alphabet`, from which the tiny model's
   target is a positive integer below 1000 and the reference answer is that expression written
   with as few parentheses as possible. The reward accepts any expression using each number
   exactly once that evaluates exactly to the target (see `llm.reward`).
+
+- **wordproblem** (``difficulty`` = most digits per quantity, 1–4): a one-step English word problem
+  in GSM8K's layout, e.g. ``"Mia has 12 apples. She buys 7 more apples. How many apples does Mia
+  have now?"`` → ``"19"``, task ``math`` (scored by math-verify); ``meta["solution"]`` holds the
+  worked solution ending in ``#### 19``, and `gsm8k_rows` writes the rows as GSM8K does
+  (``question``, ``answer``). Its prompts use letters, so it needs the BPE tokenizer of
+  ``init-tiny --tokenizer bpe`` (the character tokenizer knows only `alphabet`).
 
 `make_dataset` returns disjoint, deduplicated train/test splits, deterministic in the seed.
 """
@@ -33,9 +40,12 @@ __all__ = [
     "COUNTDOWN_MAX_TARGET",
     "TASKS",
     "alphabet",
+    "gsm8k_rows",
     "make_arithmetic",
     "make_countdown",
     "make_dataset",
+    "make_wordproblem",
+    "wordproblem_corpus",
 ]
 
 COUNTDOWN_MAX_NUMBER = 9
@@ -145,8 +155,65 @@ def make_countdown(n: int, rng: np.random.Generator, difficulty: int = 3, ops: s
     return out
 
 
+# ---------------------------------------------------------------- word problems
+_NAMES = (("Mia", "She"), ("Tom", "He"), ("Ava", "She"), ("Leo", "He"), ("Zoe", "She"), ("Sam", "He"))
+_ITEMS = ("apples", "books", "marbles", "coins", "stickers", "pencils", "cards", "shells")
+_KINDS = ("add", "sub", "mul")
+
+
+def _wordproblem(kind: str, name: str, pronoun: str, item: str, a: int, b: int) -> tuple[str, str, int]:
+    """(question, worked solution ending in "#### answer", answer) of one problem."""
+    if kind == "add":
+        q = f"{name} has {a} {item}. {pronoun} buys {b} more {item}. How many {item} does {name} have now?"
+        value, work = a + b, f"{name} has {a} + {b} = {a + b} {item}."
+    elif kind == "sub":
+        a, b = max(a, b), min(a, b)
+        q = f"{name} has {a} {item}. {pronoun} gives away {b} {item}. How many {item} does {name} have left?"
+        value, work = a - b, f"{name} has {a} - {b} = {a - b} {item} left."
+    else:
+        q = f"{name} has {a} boxes with {b} {item} in each box. How many {item} does {name} have in all?"
+        value, work = a * b, f"{name} has {a} * {b} = {a * b} {item}."
+    return q, f"{work}\n#### {value}", value
+
+
+def make_wordproblem(n: int, rng: np.random.Generator, difficulty: int = 2, ops: str = "") -> list[Example]:
+    """``n`` one-step word problems (add, take away, multiply) over quantities of up to ``difficulty`` digits.
+
+    ``ops`` picks the kinds from ``"+-*"`` (default all; × uses at most 2-digit factors).
+    """
+    _check_n(n)
+    if not 1 <= difficulty <= 4:
+        raise ValueError(f"wordproblem difficulty must be 1..4 digits, got {difficulty}")
+    kinds = [k for k, op in zip(_KINDS, "+-*", strict=True) if op in (_check_ops(ops, "+-*") or "+-*")]
+    out = []
+    for _ in range(n):
+        kind = kinds[int(rng.integers(len(kinds)))]
+        hi = 10 ** min(difficulty, 2 if kind == "mul" else difficulty)
+        a, b = (int(x) for x in rng.integers(1, hi, size=2))
+        name, pronoun = _NAMES[int(rng.integers(len(_NAMES)))]
+        q, solution, value = _wordproblem(kind, name, pronoun, _ITEMS[int(rng.integers(len(_ITEMS)))], a, b)
+        out.append(Example(prompt=q, answer=str(value), task="math", meta={"solution": solution}))
+    return out
+
+
+def gsm8k_rows(examples: list[Example]) -> list[dict[str, str]]:
+    """Word problems as GSM8K rows: ``{"question", "answer"}``, the answer a worked solution ending in ``#### n``."""
+    return [{"question": ex.prompt, "answer": ex.meta.get("solution", f"#### {ex.answer}")} for ex in examples]
+
+
+def wordproblem_corpus(n: int = 2000, seed: int = 0) -> list[str]:
+    """Texts to train a tokenizer on: questions, solutions and answers of ``n`` word problems."""
+    rng = np.random.default_rng(seed)
+    examples = make_wordproblem(n, rng, difficulty=3)
+    return [t for ex in examples for t in (ex.prompt, ex.meta["solution"], ex.answer)]
+
+
 # -------------------------------------------------------------------- splits
-TASKS: dict[str, Callable[..., list[Example]]] = {"arithmetic": make_arithmetic, "countdown": make_countdown}
+TASKS: dict[str, Callable[..., list[Example]]] = {
+    "arithmetic": make_arithmetic,
+    "countdown": make_countdown,
+    "wordproblem": make_wordproblem,
+}
 
 
 def make_dataset(

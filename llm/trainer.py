@@ -17,7 +17,6 @@ belong to the backend (`llm.parallel`): the loop sees a global batch, named glob
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -32,15 +31,19 @@ from pic.io import atomic_write_text
 from pic.levers import StepStats, TokenBatch
 
 from .checkpoint import capture_rng, find_latest, restore_rng, save_checkpoint
+from .completions import Finisher, reward_terms
 from .config import ConfigError, RLConfig, config_to_dict
-from .data import PromptStream, load_jsonl
+from .data import PromptStream
+from .datasets import load_data
+from .kl import add_kl, frozen_copy
 from .losses import PolicyLossConfig, policy_loss, response_logprobs
-from .metrics import LeverTrace, MetricsLogger, reduce_sums, rollout_sums
+from .metrics import LeverTrace, MetricsLogger, perf_metrics, reduce_sums, rollout_sums
 from .model import load_model
 from .parallel import make_backend
-from .reward import Scores, score_batch
+from .prompts import PromptEncoder, PromptFormat
 from .rollout import RolloutBatch, generate
 from .rundir import lock_run_dir
+from .samples import Reports
 from .schedule import lr_lambda
 
 __all__ = ["Trainer", "train"]
@@ -72,13 +75,14 @@ class Trainer:
         checkpoint = find_latest(self.ckpt_dir) if cfg.train.resume else None
         if cfg.train.resume and checkpoint is None:
             log.warning("resume: no checkpoint in %s, starting from scratch", self.ckpt_dir)
-        # the lever's reference policy (KL penalty): a frozen copy of the starting weights
-        self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False) if self.lever.needs_reference else None
+        # the reference policy (lever kl_penalty, kl.coef > 0): a frozen copy of the starting weights
+        self.ref_model = frozen_copy(self.model) if self.lever.needs_reference or cfg.kl.coef > 0 else None
         resumed = self.backend.wrap(self.model, checkpoint=checkpoint, sampling_dtype=cfg.model.dtype)
-        self.eos_id = self.tokenizer.eos_token_id
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_id
-        self.stream = PromptStream(load_jsonl(cfg.data.train), seed=cfg.train.seed, shuffle=cfg.data.shuffle)
-        self._prompt_cache: dict[str, list[int]] = {}
+        self.eos_id, self.pad_id = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        self.pad_id = self.pad_id if self.pad_id is not None else self.eos_id
+        self.prompts = PromptEncoder(self.tokenizer, PromptFormat.of(cfg.data))  # templating (llm.prompts)
+        self.finisher = Finisher(self.model, self.tokenizer, cfg.rollout, reward_terms(cfg.reward), self.pad_id)
+        self.stream = PromptStream(load_data(cfg.data.train, cfg.data), seed=cfg.train.seed, shuffle=cfg.data.shuffle)
         o = cfg.optim
         adamw = {"lr": o.lr, "betas": (o.beta1, o.beta2), "eps": o.eps, "weight_decay": o.weight_decay}
         self.optimizer = torch.optim.AdamW(self.model.parameters(), **adamw, fused=self.device.type == "cuda")
@@ -119,6 +123,7 @@ class Trainer:
         self.backend.barrier()
         if self.backend.distributed:
             self.trace = LeverTrace(self.run_dir / f"lever_rank{self.backend.rank}.jsonl", resume_step)
+        self.reports = Reports(self, resume_step)  # samples.jsonl and eval.jsonl (llm.samples)
 
     # ------------------------------------------------------------- checkpoints
     def save(self) -> Path:
@@ -154,7 +159,7 @@ class Trainer:
         log.info("resumed from %s (step %d)", path, self.step_count)
 
     # ---------------------------------------------------------------- rollout
-    def rollout(self, examples) -> tuple[RolloutBatch, torch.Tensor, Scores]:
+    def rollout(self, examples) -> tuple[RolloutBatch, torch.Tensor, Any]:
         """Sample G completions of this rank's share of the step's prompts; (batch, rewards (P_local, G), scores).
 
         The sampling uniforms are drawn for the whole global batch on every rank and each rank
@@ -164,20 +169,15 @@ class Trainer:
         uniforms = torch.rand((n_new, len(examples) * g), generator=self.generators["rollout"], device=self.device)
         columns = self.backend.share(len(examples) * g)
         examples = examples[self.backend.share(len(examples))]
-        prompts = [self._prompt_ids(ex.prompt) for ex in examples for _ in range(g)]
+        flat = [ex for ex in examples for _ in range(g)]
         self.backend.sampler.eval()
-        sampling = {"temperature": self.cfg.rollout.temperature, "eos_id": self.eos_id, "pad_id": self.pad_id}
+        sampling = {"temperature": self.cfg.rollout.temperature, **self.finisher.generate_kwargs(generate)}
         sampling |= {"uniforms": uniforms[:, columns], "all_finished": self.backend.sampling_done}
+        prompts = [self.prompts.ids(ex) for ex in flat]  # templated (llm.prompts)
         batch = generate(self.backend.sampler, prompts, max_new_tokens=n_new, device=self.device, **sampling)
         self.model.train()
-        scores = score_batch(batch.texts(self.tokenizer, self.eos_id), [ex for ex in examples for _ in range(g)])
-        rewards = torch.tensor(scores.rewards, dtype=torch.float32)
-        return batch, rewards.view(len(examples), g), scores
-
-    def _prompt_ids(self, prompt: str) -> list[int]:
-        if prompt not in self._prompt_cache:
-            self._prompt_cache[prompt] = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        return self._prompt_cache[prompt]
+        self.finished = self.finisher(batch, flat)  # stops, truncation, rewards; kept for llm.samples
+        return self.finished.batch, self.finished.rewards.view(len(examples), g), self.finished.scores
 
     # ----------------------------------------------------------------- update
     def update(self, batch: RolloutBatch, adv: torch.Tensor) -> dict[str, float] | None:
@@ -255,7 +255,8 @@ class Trainer:
             entropy=flat(ent),
             ref_logp=flat(ref),
         )
-        return policy_loss(tok, self.lever.modify(tok), self.loss_cfg)
+        loss = policy_loss(tok, self.lever.modify(tok), self.loss_cfg)
+        return add_kl(loss, logp, ref, tok.mask.view_as(logp), n_tok, self.cfg.kl)  # beside any lever (llm.kl)
 
     def _score(self, batch, chunk: Chunk, entropy: bool, model=None):
         """(log-probs, entropies or None) of a chunk's response tokens, (m, t); the policy unless ``model``."""
@@ -319,10 +320,7 @@ class Trainer:
         step_s = time.perf_counter() - t0
         row = {"step": self.step_count, **stats, "entropy_target": math.nan if target is None else float(target)}
         row |= {**lever_row, **update, "lr": self.scheduler.get_last_lr()[0], "skipped": trained is None}
-        tokens, trained_tokens = sums["tokens"], (trained or {}).get("train_tokens", 0.0)
-        row |= {"rollout_s": t_roll, "train_s": t_train, "step_s": step_s, "tokens_per_s": tokens / step_s}
-        row["rollout_tokens_per_s"] = tokens / max(t_roll, 1e-9)
-        row["train_tokens_per_s"] = trained_tokens / max(t_train, 1e-9)
+        row |= perf_metrics(sums["tokens"], (trained or {}).get("train_tokens", 0.0), t_roll, t_train, step_s)
         return row
 
     def train(self) -> list[dict[str, Any]]:
@@ -331,6 +329,7 @@ class Trainer:
         try:
             while self.step_count < cfg.steps:
                 row = self.step()
+                row |= self.reports.after_step(self.step_count)
                 if self.logger is not None:
                     self.logger.log(row)
                 rows.append(row)

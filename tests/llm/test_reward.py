@@ -301,10 +301,10 @@ def test_registry():
     def length(completion, example):
         return float(len(completion) == len(example.answer))
 
-    register_reward("test_bad")(lambda c, e: 1.5)
+    register_reward("test_bad")(lambda c, e: float("nan"))  # any finite float is a reward (−1/+1, penalties)
     try:
         assert score(["ab", "abc"], [Example("p", "xy", "test_length")] * 2) == [1.0, 0.0]
-        with pytest.raises(ValueError, match=r"reward 'test_bad' returned 1.5, outside \[0, 1\]"):
+        with pytest.raises(ValueError, match=r"reward 'test_bad' returned nan, not a finite number"):
             score(["x"], [Example("p", "x", "test_bad")])
     finally:
         REWARDS.pop("test_length")

@@ -117,7 +117,9 @@ def test_splits_are_disjoint_deduplicated_and_deterministic(task, difficulty, n)
 
 
 def test_make_dataset_errors_and_edge_cases():
-    with pytest.raises(ValueError, match=r"unknown task 'poems'; choose from \['arithmetic', 'countdown'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown task 'poems'; choose from \['arithmetic', 'countdown', 'wordproblem'\]"
+    ):
         make_dataset("poems", 1, 1, 1, 0)
     with pytest.raises(ValueError, match="only 300 distinct"):
         make_dataset("arithmetic", 500, 0, 1, 0)  # only 10*10*3 one-digit problems exist
@@ -126,3 +128,18 @@ def test_make_dataset_errors_and_edge_cases():
     assert make_dataset("arithmetic", 300, 0, 1, 0)[1] == []
     tr, te = make_dataset("arithmetic", 0, 5, 3, 0, ops="+")
     assert tr == [] and len(te) == 5 and all("+" in e.prompt for e in te)
+
+
+def test_wordproblems_are_gsm8k_rows_whose_solution_ends_in_the_answer():
+    from llm.datasets import gsm8k_answer
+    from llm.tasks import gsm8k_rows, make_wordproblem
+
+    exs = make_wordproblem(300, np.random.default_rng(0), difficulty=2)
+    for ex, row in zip(exs, gsm8k_rows(exs), strict=True):
+        assert row["question"] == ex.prompt and gsm8k_answer(row["answer"]) == ex.answer and ex.task == "math"
+        a, op, b = row["answer"].split(" = ")[0].split()[-3:]  # the worked step "x op y = answer"
+        assert int(ex.answer) == {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b)}[op]
+    assert {row["answer"].split(" = ")[0].split()[-2] for row in gsm8k_rows(exs)} == {"+", "-", "*"}
+    assert all(int(ex.answer) >= 0 for ex in exs)
+    with pytest.raises(ValueError, match="wordproblem difficulty must be 1..4"):
+        make_wordproblem(1, np.random.default_rng(0), difficulty=5)
