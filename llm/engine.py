@@ -144,7 +144,7 @@ class StaticDecoder:
 
     def prefill(self, ids: torch.Tensor, mask: torch.Tensor, cache) -> torch.Tensor:
         """Run the left-padded prompt (B, P) into columns [0, P) of ``cache``; last-position logits (B, V)."""
-        b, p = ids.shape
+        p = ids.shape[1]
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         x = self.base.embed_tokens(ids)
         cos_t, sin_t = self._rope(cache[0][0].shape[2], x)

@@ -35,6 +35,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 __all__ = [
+    "SHAPES",
     "SPECIAL_TOKENS",
     "TOKENIZER_FILES",
     "ModelError",
@@ -54,6 +55,17 @@ hf_logging.disable_progress_bar()
 SPECIAL_TOKENS = ("<pad>", "<eos>", "<unk>")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
 """A model directory needs at least one of these (a fast tokenizer, SentencePiece, BPE or WordPiece vocab)."""
+
+
+SHAPES: dict[str, dict[str, int]] = {
+    "qwen2.5-0.5b": dict(
+        hidden_size=896, num_layers=24, num_heads=14, num_kv_heads=2, intermediate_size=4864, vocab_size=151_936
+    ),
+    "qwen2.5-1.5b": dict(
+        hidden_size=1536, num_layers=28, num_heads=12, num_kv_heads=2, intermediate_size=8960, vocab_size=151_936
+    ),
+}
+"""Published shapes (config.json of Qwen2.5-0.5B / -1.5B) for random-initialised stand-ins (`build_tiny(shape=...)`)."""
 
 
 class ModelError(ValueError):
@@ -87,13 +99,29 @@ def build_tiny(
     intermediate_size: int | None = None,
     max_position_embeddings: int = 256,
     seed: int = 0,
+    vocab_size: int = 0,
+    shape: str = "",
 ) -> Path:
-    """Write a randomly initialised tiny causal LM and its character tokenizer to ``out_dir``."""
+    """Write a randomly initialised tiny causal LM and its character tokenizer to ``out_dir``.
+
+    ``shape`` (a key of `SHAPES`) overrides the size arguments with a published model's shape;
+    ``vocab_size`` > the tokenizer's pads the embedding (extra ids are never produced by the tokenizer).
+    """
     if arch not in ("qwen2", "llama"):
         raise ValueError(f"arch must be 'qwen2' or 'llama', got {arch!r}")
+    if shape:
+        if shape not in SHAPES:
+            raise ValueError(f"shape must be one of {sorted(SHAPES)}, got {shape!r}")
+        dims = SHAPES[shape]
+        hidden_size, num_layers, num_heads = dims["hidden_size"], dims["num_layers"], dims["num_heads"]
+        num_kv_heads, intermediate_size, vocab_size = (
+            dims["num_kv_heads"],
+            dims["intermediate_size"],
+            dims["vocab_size"],
+        )
     tok = char_tokenizer(alphabet)
     common = dict(
-        vocab_size=len(tok),
+        vocab_size=max(len(tok), vocab_size),
         hidden_size=hidden_size,
         intermediate_size=intermediate_size or 3 * hidden_size,
         num_hidden_layers=num_layers,

@@ -76,19 +76,40 @@ class RolloutBatch:
             out.append(tokenizer.decode(row, skip_special_tokens=True))
         return out
 
-    def micro_chunks(self, rows: torch.Tensor, micro: int) -> list[tuple[torch.Tensor, int, int]]:
+    def micro_chunks(self, rows: torch.Tensor, micro: int, max_tokens: int = 0) -> list[tuple[torch.Tensor, int, int]]:
         """``rows`` (m,) in chunks of ``micro``, each as (rows, first input column, response length t).
 
         Columns [first, P + t) of ``input_ids`` are all a chunk needs: its common left prompt
-        padding and right response padding are trimmed.
+        padding and right response padding are trimmed. ``max_tokens`` > 0 (a token budget):
+        rows sorted by prompt + response length, then packed greedily while
+        rows × (longest prompt + longest response) <= max_tokens and rows <= micro (a longer
+        row goes alone) — less padding, bounded activations; the loss sums Σℓ/N are unchanged.
         """
         p = self.prompt_ids.shape[1]
         chunks = []
-        for mi in rows.split(max(micro, 1)) if len(rows) else ():
+        groups = self._token_groups(rows, micro, max_tokens) if max_tokens > 0 else rows.split(max(micro, 1))
+        for mi in groups if len(rows) else ():
             pm = self.prompt_mask[mi]
             first = int((pm.sum(0) > 0).nonzero()[0]) if pm.any() else p
             chunks.append((mi, first, max(int(self.response_mask[mi].sum(-1).max()), 1)))
         return chunks
+
+    def _token_groups(self, rows: torch.Tensor, micro: int, max_tokens: int) -> list[torch.Tensor]:
+        plen = self.prompt_mask[rows].sum(-1).tolist()
+        rlen = self.response_mask[rows].sum(-1).clamp(min=1).tolist()
+        order = sorted(range(len(rows)), key=lambda i: (plen[i] + rlen[i], i))
+        groups: list[list[int]] = []
+        width = (0, 0)
+        for i in order:
+            grown = (max(width[0], plen[i]), max(width[1], rlen[i]))
+            cur = groups[-1] if groups else []
+            if cur and (len(cur) + 1) * sum(grown) <= max_tokens and (micro <= 0 or len(cur) < micro):
+                cur.append(i)
+                width = grown
+            else:
+                groups.append([i])
+                width = (plen[i], rlen[i])
+        return [rows[torch.tensor(g, dtype=torch.long, device=rows.device)] for g in groups]
 
     def to(self, device) -> RolloutBatch:
         return RolloutBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
@@ -400,4 +421,17 @@ def _concat(parts: list[RolloutBatch], pad_id: int) -> RolloutBatch:
         torch.cat([right(x.logprobs, 0.0) for x in parts]),
         torch.cat([right(x.entropy, 0.0) for x in parts]),
         torch.cat([x.truncated for x in parts]),
+    )
+
+
+def rollout_options(cfg) -> dict:
+    """`generate` keywords from a `llm.config.RolloutConfig`: temperature, top-p/k, engine, compile, batch size."""
+    compile_step = {"auto": None, "on": True, "off": False}[cfg.compile]
+    return dict(
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        top_k=cfg.top_k,
+        engine=cfg.engine,
+        compile=compile_step,
+        batch_size=cfg.batch_size,
     )
