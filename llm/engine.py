@@ -163,16 +163,17 @@ class StaticDecoder:
         return self.model.lm_head(self.base.norm(x[:, -1:]))[:, 0]
 
     # ---------------------------------------------------------------- decode
-    def _decode_step(self, tok, pos, col, u, valid, cache, temperature, top_p, top_k):
+    def _decode_step(self, tok, pos, col, u, valid, cache, span, temperature, top_p, top_k):
         """Feed tokens ``tok`` (B,) at positions ``pos`` (B,) into cache column ``col`` (1,); sample the next.
 
-        ``valid`` (B, L) bool marks the keys each row attends to (column ``col`` is set here).
+        ``valid`` (B, L) bool marks the keys each row attends to (column ``col`` is set here);
+        attention reads only the first ``span`` columns (a power-of-two multiple of 64 > col).
         Returns (next token, its log-prob, entropy), each (B,).
         """
         from .rollout import sample_step
 
         valid.index_fill_(1, col, True)
-        mask = valid[:, None, None, :]
+        mask = valid[:, None, None, :span]
         x = self.base.embed_tokens(tok[:, None])
         cos, sin = self._cos[pos][:, None, None], self._sin[pos][:, None, None]  # (B, 1, 1, d)
         for layer, (kc, vc) in zip(self.layers, cache, strict=True):
@@ -180,18 +181,34 @@ class StaticDecoder:
             def write(k, v, kc=kc, vc=vc):
                 kc.index_copy_(2, col, k)
                 vc.index_copy_(2, col, v)
-                return kc, vc
+                return kc[:, :, :span], vc[:, :, :span]
 
             x = self._block(layer, x, cos, sin, write, mask)
         logits = self.model.lm_head(self.base.norm(x))[:, 0]
         return sample_step(logits, u, temperature, top_p=top_p, top_k=top_k)
 
     def stepper(self, cache, valid, temperature: float, top_p: float, top_k: int):
-        """``step(tok, pos, col, u) -> (tok, logp, ent)`` over this bucket's buffers (graph-replayed on CUDA)."""
+        """``step(tok, pos, col, u, span) -> (tok, logp, ent)`` over this bucket's buffers.
+
+        On CUDA with graphs, one graph per attention ``span`` is captured at its first use and replayed.
+        """
         args = (temperature, top_p, top_k)
         if not (self.cuda_graphs and valid.is_cuda):
-            return lambda tok, pos, col, u: self._step(tok, pos, col, u, valid, cache, *args)
-        return _GraphedStep(lambda tok, pos, col, u: self._step(tok, pos, col, u, valid, cache, *args))
+            return lambda tok, pos, col, u, span: self._step(tok, pos, col, u, valid, cache, span, *args)
+        graphs: dict[int, _GraphedStep] = {}
+
+        def replay(tok, pos, col, u, span):
+            if span not in graphs:
+                graphs[span] = _GraphedStep(lambda *x: self._step(*x, valid, cache, span, *args))
+            return graphs[span](tok, pos, col, u)
+
+        return replay
+
+    @staticmethod
+    def span(column: int, columns: int) -> int:
+        """Key columns a step at cache column ``column`` attends over: 64·2^k > column, at most ``columns``."""
+        blocks = -(-(column + 1) // _COLUMN_ROUND)
+        return min(columns, _COLUMN_ROUND * (1 << (blocks - 1).bit_length()))
 
 
 class _GraphedStep:

@@ -396,7 +396,8 @@ def _static_loop(
                 valid, pos, tok = valid[slots], pos[slots], tok[slots]
                 step = decoder.stepper(cache, valid, **sampling)
         if not idle:
-            tok, logp, ent = step(tok, pos + t, cols[t : t + 1], u_all[t + 1, rows])
+            span = decoder.span(p + t, valid.shape[1])
+            tok, logp, ent = step(tok, pos + t, cols[t : t + 1], u_all[t + 1, rows], span)
     return _batch(prompt, pmask, tokens[:b], alive[:b], logps[:b], ents[:b], done[:b], steps)
 
 
