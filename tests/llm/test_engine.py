@@ -99,7 +99,10 @@ def test_eos_id_alone_still_works_and_a_stop_is_required(tiny_model_dir):
         generate(model, [[5]], max_new_tokens=2, eos_id=1, pad_id=0, engine="vllm")
 
 
-def test_forward_patched_model_falls_back_to_eager_with_a_notice(tiny_model_dir, caplog):
+def test_forward_patched_model_falls_back_to_eager_with_a_notice(tiny_model_dir, caplog, monkeypatch):
+    import llm.rollout
+
+    monkeypatch.setattr(llm.rollout, "_notices", set())  # the notice is printed once per reason and process
     model, _ = load_model(tiny_model_dir)
     assert unsupported_reason(model) is None
     orig = model.forward

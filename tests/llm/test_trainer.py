@@ -228,6 +228,10 @@ def test_resume_without_checkpoint_warns_and_old_checkpoints_are_refused(tiny_mo
     assert state["lever"]["name"] == "entropic" and "controller" not in state
     state["controller"] = state.pop("lever")["state"]["controller"]  # the layout before levers
     torch.save(state, state_file)
+    manifest = state_file.parent / "manifest.json"  # keep the checkpoint complete: the file's size changed
+    listing = json.loads(manifest.read_text())
+    listing["files"][state_file.name] = state_file.stat().st_size
+    manifest.write_text(json.dumps(listing))
     with pytest.raises(ConfigError, match="has no 'lever' entry"):
         Trainer(_cfg(tiny_model_dir, data_file, run, "train.steps=2", "train.resume=true"))
 
