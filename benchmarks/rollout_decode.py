@@ -2,8 +2,9 @@
 
 For each engine ('eager': Hugging Face forward per token; 'static': `llm.engine.StaticDecoder`
 uncompiled; 'static+compile': its decode step under ``torch.compile``, with CUDA graphs on
-CUDA) and each batch size, one timed `llm.rollout.generate` of ``--new`` tokens after a
-warm-up call (compilation, graph capture). No stop token is ever sampled, so every row decodes
+CUDA) and each batch size, timed `llm.rollout.generate` calls of ``--new`` tokens after a
+warm-up call (compilation, graph capture); the engines take turns and the fastest of
+``--repeats`` calls counts (robust to a shared, loaded machine). No stop token is ever sampled, so every row decodes
 every step. Printed per (engine, batch): ms per decode step and decode tokens/s.
 
 CPU: the per-step host overhead, time per step at batch 1 and 8 vs batch 64, and
@@ -54,22 +55,31 @@ def build(args, device: torch.device, dtype: torch.dtype):
     return model
 
 
-def time_engine(model, engine: str, compile_step: bool, batch: int, args, device) -> float:
-    """Seconds per decode step (median of ``--repeats`` timed calls after one warm-up)."""
+def time_engines(model, engines: list[str], batch: int, args, device) -> dict[str, float]:
+    """Seconds per decode step per engine: the fastest of ``--repeats`` timed calls after one warm-up each.
+
+    The engines take turns within each repeat, so a load change on a shared machine hits them alike.
+    """
     vocab = model.config.vocab_size
     gen = torch.Generator().manual_seed(batch)
     prompts = torch.randint(3, vocab, (batch, args.prompt), generator=gen).tolist()
-    kw = dict(max_new_tokens=args.new, eos_id=vocab + 1, pad_id=0, engine=engine, compile=compile_step, device=device)
-    generate(model, prompts, generator=torch.Generator(device=device).manual_seed(0), **kw)  # warm-up
-    times = []
-    for r in range(args.repeats):
+
+    def call(engine: str, seed: int) -> float:
+        name, compile_step = engine.split("+")[0], engine.endswith("+compile")
+        kw = dict(max_new_tokens=args.new, eos_id=vocab + 1, pad_id=0, engine=name, compile=compile_step)
         sync(device)
         t0 = time.perf_counter()
-        generate(model, prompts, generator=torch.Generator(device=device).manual_seed(r), **kw)
+        generate(model, prompts, generator=torch.Generator(device=device).manual_seed(seed), device=device, **kw)
         sync(device)
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2] / args.new
+        return time.perf_counter() - t0
+
+    for engine in engines:
+        call(engine, 0)  # warm-up: compilation, graph capture, allocator
+    best = dict.fromkeys(engines, float("inf"))
+    for r in range(args.repeats):
+        for engine in engines:
+            best[engine] = min(best[engine], call(engine, r + 1))
+    return {engine: sec / args.new for engine, sec in best.items()}
 
 
 def sync(device: torch.device) -> None:
@@ -126,10 +136,9 @@ def main(argv=None) -> dict:
     print(f"model: {n_params / 1e6:.1f}M parameters, {dtype}, {device}, prompt {args.prompt}, new {args.new}")
     bw = copy_bandwidth(device) if device.type == "cuda" else None
     figures: dict = {"parameters": n_params, "device": str(device), "steps": {}}
-    for engine in args.engines:
-        name, compile_step = engine.split("+")[0], engine.endswith("+compile")
-        for b in batches:
-            sec = time_engine(model, name, compile_step, b, args, device)
+    for b in batches:
+        per_engine = time_engines(model, args.engines, b, args, device)
+        for engine, sec in per_engine.items():
             row = {"ms_per_step": 1e3 * sec, "tokens_per_s": b / sec}
             line = f"{engine:>15}  batch {b:>4}: {1e3 * sec:8.3f} ms/step  {b / sec:10.0f} tokens/s"
             if bw is not None:
