@@ -87,6 +87,7 @@ class StaticDecoder:
         self.n_heads, self.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
         self.head_dim = self.layers[0].self_attn.head_dim
         self.cuda_graphs = cuda_graphs
+        self.exact_span = not (compile or cuda_graphs)  # no fixed shapes needed: attend over exactly col + 1
         self._step = self._decode_step
         if compile:
             import torch._dynamo
@@ -204,9 +205,11 @@ class StaticDecoder:
 
         return replay
 
-    @staticmethod
-    def span(column: int, columns: int) -> int:
-        """Key columns a step at cache column ``column`` attends over: 64·2^k > column, at most ``columns``."""
+    def span(self, column: int, columns: int) -> int:
+        """Key columns a step at cache column ``column`` attends over: 64·2^k > column, at most ``columns``
+        (compiled or graphed steps: a few fixed shapes), else exactly column + 1."""
+        if self.exact_span:
+            return column + 1
         blocks = -(-(column + 1) // _COLUMN_ROUND)
         return min(columns, _COLUMN_ROUND * (1 << (blocks - 1).bit_length()))
 

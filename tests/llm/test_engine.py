@@ -196,3 +196,22 @@ def test_compiled_static_engine_samples_what_eager_samples(tiny_model_dir):
     fast = generate(model, _prompts(tok), generator=torch.Generator().manual_seed(0), compile=True, **kw)
     assert torch.equal(eager.response_ids, fast.response_ids)
     assert torch.allclose(eager.logprobs, fast.logprobs, atol=1e-5)
+
+
+def test_bucketed_attention_spans_sample_what_eager_samples(tiny_model_dir):
+    """Compiled and graphed steps attend over 64·2^k columns (masked beyond the live ones): same samples."""
+    from llm.rollout import _static_decoder
+
+    model, tok = load_model(tiny_model_dir)
+    dec = _static_decoder(model, False)
+    assert [dec.span(c, 1000) for c in (0, 5)] == [1, 6]
+    dec.exact_span = False
+    try:
+        assert [dec.span(c, 1000) for c in (0, 63, 64, 127, 128, 300)] == [64, 64, 128, 128, 256, 512]
+        assert dec.span(900, 960) == 960
+        kw = dict(max_new_tokens=70, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id)  # crosses 64 columns
+        eager, static = _pair(model, _prompts(tok, 1), 5, **kw)
+    finally:
+        dec.exact_span = True
+    assert torch.equal(eager.response_ids, static.response_ids)
+    assert torch.allclose(eager.logprobs, static.logprobs, atol=1e-5)
