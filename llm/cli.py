@@ -250,6 +250,8 @@ def cmd_init_tiny(argv: list[str]) -> int:
         num_kv_heads=cfg.num_kv_heads,
         max_position_embeddings=cfg.max_position_embeddings,
         seed=cfg.seed,
+        shape=cfg.shape,
+        embedding_size=cfg.embedding_size,
     )
     model, tok = load_model(path)
     print(f"wrote {path}: {cfg.arch}, {count_parameters(model):,} parameters, vocabulary {len(tok)}")

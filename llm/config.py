@@ -76,6 +76,9 @@ ChatTemplate = Literal["auto", "none"]
 Truncated = Literal["keep", "mask", "penalty"]
 KLEstimator = Literal["k1", "k3"]
 TokenizerKind = Literal["char", "bpe"]
+Engine = Literal["static", "eager"]
+Compile = Literal["auto", "on", "off"]
+Shape = Literal["", "qwen2.5-0.5b", "qwen2.5-1.5b"]
 LeverName = Literal[tuple(sorted(LEVERS))]  # read from the registry, never typed by hand
 TaskName = Literal[tuple(sorted(TASKS))]
 
@@ -124,7 +127,11 @@ class ModelConfig:
     device: str = "auto"
     """'auto' (cuda if available), 'cpu', 'cuda' or 'cuda:N'."""
     dtype: Dtype = "auto"
-    """'auto' (float32 on CPU, bfloat16 on CUDA), 'float32' or 'bfloat16'."""
+    """Rollout precision: 'auto' (float32 on CPU, bfloat16 on CUDA), 'float32' or 'bfloat16'. Master weights and
+    optimizer state are always float32; on CUDA the training forward runs under bf16 autocast and, unless
+    'float32', rollouts sample from a bf16 copy of the weights (FSDP: bf16 parameters, fp32 gradient reduce)."""
+    gradient_checkpointing: bool = False
+    """Recompute each block's activations in the backward pass (saved activations ~1 tensor per block, not ~20)."""
 
     def check(self) -> None:
         _check_choice(self.dtype, Dtype, "model.dtype")
@@ -190,6 +197,16 @@ class RolloutConfig:
     """DAPO's soft-overlong buffer L_c in tokens, in [1, max_new_tokens] (0 = max_new_tokens // 4)."""
     overlong_penalty: float = 1.0
     """Scale of DAPO's overlong penalty (>= 0): the reward falls by up to this much over the buffer."""
+    top_p: float = 1.0
+    """Nucleus sampling mass in (0, 1] (1 = off); log-probs and entropy stay those of the full distribution."""
+    top_k: int = 0
+    """Sample among the k most likely tokens (>= 0; 0 = off); log-probs/entropy of the full distribution."""
+    engine: Engine = "static"
+    """'static' (static KV cache, lean decode step; falls back to 'eager' for models it cannot run) or 'eager'."""
+    compile: Compile = "auto"
+    """torch.compile the static decode step: 'auto' (on CUDA, with CUDA graphs), 'on' or 'off'."""
+    batch_size: int = 0
+    """Sequences per generate call (>= 0; 0 = the rank's whole share at once); bounds the KV cache."""
 
     def check(self) -> None:
         _check_choice(self.truncated, Truncated, "rollout.truncated")
@@ -206,6 +223,11 @@ class RolloutConfig:
             ">= 0",
             self.overlong_penalty,
         )
+        _check_choice(self.engine, Engine, "rollout.engine")
+        _check_choice(self.compile, Compile, "rollout.compile")
+        need(is_finite_number(self.top_p) and 0 < self.top_p <= 1, "rollout.top_p", "in (0, 1]", self.top_p)
+        need(self.top_k >= 0, "rollout.top_k", "an integer >= 0", self.top_k)
+        need(self.batch_size >= 0, "rollout.batch_size", "an integer >= 0", self.batch_size)
         need(self.group_size >= 2, "rollout.group_size", "an integer >= 2", self.group_size)
         need(self.max_new_tokens >= 1, "rollout.max_new_tokens", "an integer >= 1", self.max_new_tokens)
         need(
@@ -258,6 +280,9 @@ class PPOConfig:
     """Optimizer steps per epoch (>= 1); the batch of sequences is split evenly."""
     micro_batch_size: int = 0
     """Sequences per forward/backward (gradient accumulation); 0 = the whole mini-batch."""
+    max_tokens_per_micro_batch: int = 0
+    """Token budget per forward/backward (>= 0; 0 = off): sequences sorted by length, packed while
+    rows × padded width <= budget (and rows <= micro_batch_size); the gradient is unchanged."""
     eps_low: float = 0.2
     """Lower clip range: the ratio is clipped at 1 − eps_low, eps_low in [0, 1)."""
     eps_high: float = 0.2
@@ -272,6 +297,12 @@ class PPOConfig:
     """Behaviour log-probs for the off-policy ratio: 'rollout' (from sampling) or 'recompute'."""
 
     def check(self) -> None:
+        need(
+            self.max_tokens_per_micro_batch >= 0,
+            "ppo.max_tokens_per_micro_batch",
+            "an integer >= 0",
+            self.max_tokens_per_micro_batch,
+        )
         need(self.epochs >= 1, "ppo.epochs", "an integer >= 1", self.epochs)
         need(self.minibatches >= 1, "ppo.minibatches", "an integer >= 1", self.minibatches)
         need(self.micro_batch_size >= 0, "ppo.micro_batch_size", "an integer >= 0", self.micro_batch_size)
@@ -523,6 +554,10 @@ class InitTinyConfig:
     """Longest sequence in tokens (>= 1)."""
     seed: int = 0
     """Seed of the random initialisation."""
+    shape: Shape = ""
+    """A published model's shape ('qwen2.5-0.5b', 'qwen2.5-1.5b'); overrides the sizes above and the vocabulary."""
+    embedding_size: int = 0
+    """Embedding rows (>= 0; 0 = the tokenizer's size); more rows are never produced by the tokenizer."""
 
     def check_paths(self) -> None:
         """Refuse a missing output path (called by the command before any work)."""
@@ -533,6 +568,8 @@ class InitTinyConfig:
         _check_choice(self.tokenizer, TokenizerKind, "tokenizer")
         need(self.vocab_size >= 300, "vocab_size", "an integer >= 300", self.vocab_size)
         need(self.tokenizer != "bpe" or self.arch == "qwen2", "arch", "'qwen2' with tokenizer = 'bpe'", self.arch)
+        _check_choice(self.shape, Shape, "shape")
+        need(self.embedding_size >= 0, "embedding_size", "an integer >= 0", self.embedding_size)
         for name in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "max_position_embeddings"):
             need(getattr(self, name) >= 1, name, "an integer >= 1", getattr(self, name))
         need(

@@ -41,6 +41,7 @@ from transformers.utils import logging as hf_logging
 __all__ = [
     "CHATML_TEMPLATE",
     "QWEN_SPECIAL_TOKENS",
+    "SHAPES",
     "SPECIAL_TOKENS",
     "TOKENIZER_FILES",
     "ModelError",
@@ -71,6 +72,15 @@ CHATML_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
 """Qwen's ChatML layout: ``<|im_start|>{role}\\n{content}<|im_end|>\\n`` per message, then the assistant header."""
+SHAPES: dict[str, dict[str, int]] = {
+    "qwen2.5-0.5b": dict(
+        hidden_size=896, num_layers=24, num_heads=14, num_kv_heads=2, intermediate_size=4864, vocab_size=151_936
+    ),
+    "qwen2.5-1.5b": dict(
+        hidden_size=1536, num_layers=28, num_heads=12, num_kv_heads=2, intermediate_size=8960, vocab_size=151_936
+    ),
+}
+"""Published shapes (config.json of Qwen2.5-0.5B / -1.5B) for random-initialised stand-ins (`build_tiny(shape=...)`)."""
 
 
 class ModelError(ValueError):
@@ -131,18 +141,30 @@ def build_tiny(
     intermediate_size: int | None = None,
     max_position_embeddings: int = 256,
     seed: int = 0,
+    embedding_size: int = 0,
+    shape: str = "",
 ) -> Path:
     """Write a randomly initialised tiny causal LM and its tokenizer to ``out_dir``.
 
-    ``tokenizer``: ``"char"`` (over ``alphabet``) or ``"bpe"`` (`bpe_tokenizer` on ``corpus``, Qwen2 only).
+    ``tokenizer``: ``"char"`` (over ``alphabet``) or ``"bpe"`` (`bpe_tokenizer` on ``corpus`` with
+    ``vocab_size`` entries, Qwen2 only). ``shape`` (a key of `SHAPES`) overrides the size arguments
+    with a published model's shape, its embedding rows included; ``embedding_size`` > the tokenizer's
+    size pads the embedding (the extra ids are never produced by the tokenizer).
     """
     if arch not in ("qwen2", "llama"):
         raise ValueError(f"arch must be 'qwen2' or 'llama', got {arch!r}")
     if tokenizer not in ("char", "bpe"):
         raise ValueError(f"tokenizer must be 'char' or 'bpe', got {tokenizer!r}")
+    if shape:
+        if shape not in SHAPES:
+            raise ValueError(f"shape must be one of {sorted(SHAPES)}, got {shape!r}")
+        dims = SHAPES[shape]
+        hidden_size, num_layers, num_heads = dims["hidden_size"], dims["num_layers"], dims["num_heads"]
+        num_kv_heads, intermediate_size = dims["num_kv_heads"], dims["intermediate_size"]
+        embedding_size = dims["vocab_size"]
     tok = char_tokenizer(alphabet) if tokenizer == "char" else bpe_tokenizer(corpus or [alphabet], vocab_size)
     common = dict(
-        vocab_size=len(tok),
+        vocab_size=max(len(tok), embedding_size),
         hidden_size=hidden_size,
         intermediate_size=intermediate_size or 3 * hidden_size,
         num_hidden_layers=num_layers,

@@ -227,7 +227,8 @@ class FullySharded(DataParallel):
 
     def wrap(self, model, *, checkpoint, sampling_dtype):
         state = load_checkpoint(checkpoint, model) if checkpoint is not None else None  # weights before sharding
-        self.root = shard(model)
+        bf16 = self.device.type == "cuda" and sampling_dtype != "float32"
+        self.root = shard(model, param_dtype=torch.bfloat16 if bf16 else None)  # sampling and scoring in bf16
         self.model = model
         self.sampler = LMCall(self.root)
         return state
@@ -378,6 +379,15 @@ class LMCall:
         return self
 
 
+def training_mode(model: torch.nn.Module, *, gradient_checkpointing: bool) -> None:
+    """Put the policy in training mode; with ``gradient_checkpointing`` each block's activations are
+    recomputed in the backward pass (non-reentrant), so only block inputs are kept: memory per
+    token ~ layers × hidden instead of ~ layers × (hidden × ~20 + heads × seq)."""
+    model.train()
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def decoder_layers(lm: torch.nn.Module) -> list[torch.nn.Module]:
     """The transformer blocks of a Hugging Face causal LM (``model.layers`` for Llama/Qwen-style models)."""
     layers = getattr(getattr(lm, "base_model", lm), "layers", None)
@@ -386,14 +396,19 @@ def decoder_layers(lm: torch.nn.Module) -> list[torch.nn.Module]:
     return list(layers)
 
 
-def shard(lm: torch.nn.Module) -> ShardedPolicy:
+def shard(lm: torch.nn.Module, *, param_dtype: torch.dtype | None = None) -> ShardedPolicy:
     """FSDP2: shard every decoder layer and the rest (the root) across the ranks.
+
+    ``param_dtype`` (e.g. bf16): a `MixedPrecisionPolicy` — the gathered parameters, hence every
+    forward (sampling and scoring), run in that dtype; the sharded master weights, the optimizer
+    state and the gradient reduce-scatter stay float32 (``reduce_dtype``).
 
     Gradients are *summed* over ranks (divide factor 1): every rank's loss is already its share
     of the global token mean, as in the data-parallel path.
     """
-    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+    mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32 if param_dtype else None)
     policy = ShardedPolicy(lm)
     seen: dict[int, str] = {}
     for name, param in lm.named_parameters(remove_duplicate=False):  # tied weights (e.g. LM head = embeddings)
@@ -402,8 +417,8 @@ def shard(lm: torch.nn.Module) -> ShardedPolicy:
         seen.setdefault(id(param), name)
     units = decoder_layers(lm)
     for layer in units:
-        fully_shard(layer)
-    fully_shard(policy, reshard_after_forward=False)
+        fully_shard(layer, mp_policy=mp)
+    fully_shard(policy, reshard_after_forward=False, mp_policy=mp)
     for unit in (*units, policy):  # each FSDP unit reduces its own gradients
         unit.set_gradient_divide_factor(1.0)
         unit.set_force_sum_reduction_for_comms(True)  # a plain SUM (gloo has no pre-multiplied sum)

@@ -39,9 +39,9 @@ from .kl import add_kl, frozen_copy
 from .losses import PolicyLossConfig, policy_loss, response_logprobs
 from .metrics import LeverTrace, MetricsLogger, perf_metrics, reduce_sums, rollout_sums
 from .model import load_model
-from .parallel import make_backend
+from .parallel import make_backend, training_mode
 from .prompts import PromptEncoder, PromptFormat
-from .rollout import RolloutBatch, generate
+from .rollout import RolloutBatch, generate, rollout_options
 from .rundir import lock_run_dir
 from .samples import Reports
 from .schedule import lr_lambda
@@ -68,7 +68,7 @@ class Trainer:
         self.lever = cfg.build_lever()
         self.backend.check(cfg.data.prompts_per_step, self.lever.needs_reference)
         self.model, self.tokenizer = load_model(cfg.model.path, device=self.device, dtype=torch.float32)
-        self.model.train()
+        training_mode(self.model, gradient_checkpointing=cfg.model.gradient_checkpointing)
         self._check_target(math.log(len(self.tokenizer)))
         self.run_dir = Path(cfg.train.out)
         self.ckpt_dir = self.run_dir / "checkpoints"
@@ -171,7 +171,7 @@ class Trainer:
         examples = examples[self.backend.share(len(examples))]
         flat = [ex for ex in examples for _ in range(g)]
         self.backend.sampler.eval()
-        sampling = {"temperature": self.cfg.rollout.temperature, **self.finisher.generate_kwargs(generate)}
+        sampling = rollout_options(self.cfg.rollout) | self.finisher.generate_kwargs(generate)
         sampling |= {"uniforms": uniforms[:, columns], "all_finished": self.backend.sampling_done}
         prompts = [self.prompts.ids(ex) for ex in flat]  # templated (llm.prompts)
         batch = generate(self.backend.sampler, prompts, max_new_tokens=n_new, device=self.device, **sampling)
@@ -218,9 +218,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         finite = True
         pad_chunk = (torch.zeros(1, dtype=torch.long, device=self.device), 0, 1)  # one token, for padding passes
-        chunks = self.backend.micro_batches(
-            batch.micro_chunks(idx, micro), lambda: self._score(batch, pad_chunk, self.lever.needs_entropy)
-        )
+        own = batch.micro_chunks(idx, micro, self.cfg.ppo.max_tokens_per_micro_batch)
+        chunks = self.backend.micro_batches(own, lambda: self._score(batch, pad_chunk, self.lever.needs_entropy))
         for chunk in chunks:
             loss, stats = self._micro_loss(batch, adv, old_all, chunk, max(n_tok, 1.0), counts)
             finite = finite and bool(torch.isfinite(loss))
