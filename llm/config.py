@@ -71,7 +71,7 @@ Arch = Literal["qwen2", "llama"]
 LeverName = Literal[tuple(sorted(LEVERS))]  # read from the registry, never typed by hand
 TaskName = Literal[tuple(sorted(TASKS))]
 
-ENTROPIC_LEVERS = ("entropic", "entropic_p")
+ENTROPIC_LEVERS = ("entropic", "entropic_p", "entropic_auto")
 
 
 def toml_flag(hint: Any) -> tyro.constructors.PrimitiveConstructorSpec:
@@ -229,6 +229,8 @@ class ControlConfig(EntroPICParams):
     target: Annotated[Any, toml_flag(Any)] = EntroPICParams.target  # the same field, read as a TOML literal
     enabled: bool = True
     """False trains plain GRPO (α ≡ 0); the entropy is still measured and logged."""
+    autotune: bool = False
+    """True: the self-tuning controller (lever entropic_auto) places its own gains; kp, ki are ignored."""
 
     def check(self) -> None:  # type: ignore[override]
         super().check("control.")
@@ -338,14 +340,18 @@ class RLConfig:
         """The method actually trained: 'grpo' when EntroPIC is disabled."""
         if self.lever.name in ENTROPIC_LEVERS and not self.control.enabled:
             return "grpo"
-        return self.lever.name
+        return "entropic_auto" if self.lever.name == "entropic" and self.control.autotune else self.lever.name
 
     def build_lever(self, loops: int = 1):
         """The configured `pic.levers.Lever` (fresh state); EntroPIC takes every field of `EntroPICParams`."""
         from pic.levers import make_lever
 
         name = self.lever_name
-        if name in ENTROPIC_LEVERS:
+        if name == "entropic_auto":
+            c = self.control
+            params = {"target": c.schedule("control."), "tau": c.tau, "normalization": c.normalization}
+            params["alpha_limit"] = c.alpha_limit
+        elif name in ENTROPIC_LEVERS:
             c = self.control
             params = {f.name: getattr(c, f.name) for f in dataclasses.fields(EntroPICParams)}
             params |= {"target": c.schedule("control."), "integral_limit": c.integral_limit or None}

@@ -22,8 +22,9 @@ with r = exp(−4/``settling_steps``) (envelope r^n = e⁻⁴ ≈ 2 % after n st
 until the margins of `pic.robustness` hold: the loop with one step of measurement delay is stable
 for every true gain in [k̂/m, m·k̂] (m = ``gain_margin``), and the steady noise gain Var e/σ² of the
 delay-free loop is at most ``max_noise_gain``. These depend only on K_p, K_i, so the design is done
-once (`design_poles`). Until excited the gains are those placed for k_hi (stable on the whole prior
-range; α ramps through the integral and excites the estimate).
+once (`design_poles`). The gains are placed for the cautious k_design = min(k_hi, k̂ + 2·std k̂): before
+any data that is k_hi (stable on the whole prior range; α ramps through the integral and excites the
+estimate), and it tends to k̂ as the estimate becomes excited.
 
 **Law** (as `pic.PIController`, with the integral kept as the action I = Σ_j ki_j·e_j so a change
 of ki does not move the output)::
@@ -224,8 +225,18 @@ class SelfTuningPI:
 
     @property
     def excited(self):
-        """True once the estimate is excited (gains follow k̂); before, the fallback gains act."""
+        """True once the relative standard error of k̂ fell below ``excitation`` (latched)."""
         return self._out(self._excited)
+
+    @property
+    def k_std(self):
+        """Standard error of k̂, √(s²·P_kk) (nats per unit α per step)."""
+        return self._out(np.sqrt(np.maximum(self._noise * self._cov[..., 1, 1], 0.0)))
+
+    @property
+    def k_design(self):
+        """The gain the PI gains are placed for: min(k_hi, k̂ + 2·std k̂), a cautious upper bound on k."""
+        return self._out(np.clip(self._theta[..., 1] + 2.0 * np.asarray(self.k_std), *self.k_bounds))
 
     @property
     def alpha_star(self):
@@ -269,9 +280,7 @@ class SelfTuningPI:
         h = np.broadcast_to(h, self._shape)
         if self.step > 0:
             self._identify(h)
-        kp_new, ki_new = placed_gains(self.pole, self._theta[..., 1])
-        kp_new = np.where(self._excited, kp_new, self.fallback_gains[0])
-        ki_new = np.where(self._excited, ki_new, self.fallback_gains[1])
+        kp_new, ki_new = placed_gains(self.pole, self.k_design if self.step > 0 else self.k_bounds[1])
         self._action = self._action + (self._kp - kp_new) * self._error  # bumpless: keeps kp·e_{t−1} + I
         self._kp, self._ki = kp_new, ki_new
         error = h - self.target_at()

@@ -365,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("delay-region", help="stable (K_p, K_i) with measurement delay and plant memory")
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=cmd_delay_region)
+    __import__("sim.autotune").autotune.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,129 @@
+"""pic.autotune.SelfTuningPI: identification, pole placement, bumpless gains, reachability, exact resume."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pic.autotune import SelfTuningPI, design_poles, placed_gains
+from pic.controller import PIController, ReachMonitor
+from pic.robustness import is_stable_delayed
+from pic.stability import closed_loop_poles
+
+
+def _run(ctrl, k, b, h0, steps, seed=0, noise=0.02):
+    rng = np.random.default_rng(seed)
+    h, hs = h0, []
+    for _ in range(steps):
+        a = ctrl.update(h)
+        h = h + b - k * a + rng.normal(0.0, noise * k)
+        hs.append(h)
+    return np.array(hs)
+
+
+@pytest.mark.parametrize("k", [1e-4, 1e-3, 1e-2, 1e-1])
+def test_holds_the_target_with_defaults_over_three_decades_of_k(k):
+    ctrl = SelfTuningPI(0.2)
+    hs = _run(ctrl, k, -0.3 * k, 0.25, 600)
+    tail = hs[400:]
+    assert np.sqrt(np.mean((tail - 0.2) ** 2)) < 0.075 * 0.2
+    assert ctrl.k_hat == pytest.approx(k, rel=0.3)
+    assert ctrl.alpha_star == pytest.approx(-0.3, abs=0.1)
+    assert ctrl.excited and ctrl.target_reachable == 1.0
+
+
+def test_placed_gains_put_both_delay_free_poles_at_r():
+    for r, k in [(0.8, 0.01), (0.5, 0.3), (0.95, 2e-4)]:
+        kp, ki = placed_gains(r, k)
+        poles = closed_loop_poles(kp, ki, k)
+        np.testing.assert_allclose(np.abs(poles), r, rtol=1e-6)
+
+
+def test_designed_pole_keeps_margins_and_respects_settling():
+    r = design_poles(20, gain_margin=2.0, delay=1)
+    assert r >= np.exp(-4 / 20) - 1e-12
+    kp, ki = placed_gains(r, 1.0)
+    assert np.all(is_stable_delayed(kp, ki, np.geomspace(0.5, 2.0, 41), delay=1))
+    # a wider gain margin can only slow the design down
+    assert design_poles(20, gain_margin=4.0) >= r
+
+
+def test_gain_change_is_bumpless():
+    ctrl = SelfTuningPI(0.2)
+    rng = np.random.default_rng(1)
+    h = 0.4
+    for _ in range(30):
+        kp_before, e_before, action_before = ctrl.kp, ctrl.error, ctrl.integral
+        ki_before = ctrl.ki
+        alpha = ctrl.update(h)
+        if ctrl.kp != kp_before and abs(alpha) < 1:
+            # the output moved only by the new gains' response to the new data
+            u_prev = kp_before * e_before + action_before - ki_before * e_before
+            u_prev_new_gains = ctrl.kp * e_before + ctrl.i_term - ki_before * e_before
+            assert u_prev_new_gains == pytest.approx(u_prev, abs=1e-12)
+        h = h - 0.01 * alpha - 0.003 + rng.normal(0, 1e-4)
+
+
+def test_state_round_trip_is_bit_exact_and_resumes():
+    first = SelfTuningPI(0.2)
+    _run(first, 0.01, -0.003, 0.3, 40)
+    resumed = SelfTuningPI(0.2)
+    resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    assert resumed.state_dict() == first.state_dict()
+    a = _run(first, 0.01, -0.003, 0.25, 30, seed=5)
+    b = _run(resumed, 0.01, -0.003, 0.25, 30, seed=5)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_vectorised_loops_match_single_loops():
+    many = SelfTuningPI(0.2)
+    singles = [SelfTuningPI(0.2) for _ in range(3)]
+    ks = np.array([1e-3, 1e-2, 1e-1])
+    h = np.full(3, 0.3)
+    for _ in range(50):
+        a = many.update(h)
+        a_single = np.array([c.update(x) for c, x in zip(singles, h, strict=True)])
+        np.testing.assert_allclose(a, a_single, rtol=1e-12, atol=1e-15)
+        h = h - 0.2 * ks - ks * a
+
+
+def test_unreachable_target_is_flagged_with_advice():
+    ctrl = SelfTuningPI(0.2, reach_patience=10)
+    _run(ctrl, 0.01, -0.02, 0.3, 200)  # needs α* = −2, beyond the limit
+    assert ctrl.target_reachable == 0.0
+    assert "lower the target" in ctrl.monitor.advice(0.2, ctrl.alpha_star)
+
+
+def test_pi_controller_reports_reachability_and_keeps_old_states_loadable():
+    ctrl = PIController(1.0, 0.01, 0.1, anti_windup="clamp")
+    for _ in range(25):
+        ctrl.update(5.0)  # far above the target: α pinned at +1
+    assert ctrl.target_reachable == 0.0
+    state = ctrl.state_dict()
+    old = {k: v for k, v in state.items() if k != "reach"}
+    fresh = PIController(1.0, 0.01, 0.1)
+    fresh.load_state_dict(old)
+    assert fresh.target_reachable == 1.0 and fresh.integral == ctrl.integral
+
+
+def test_reach_monitor_counts_only_steps_pushing_out():
+    m = ReachMonitor(-1.0, 1.0, patience=3)
+    for u, e in [(2.0, 0.1), (2.0, 0.1), (2.0, -0.1), (2.0, 0.1), (2.0, 0.1)]:
+        m.observe(np.asarray(u), np.asarray(e))
+    assert m.reachable() == 1.0  # the wrong-signed error reset the run
+    m.observe(np.asarray(2.0), np.asarray(0.1))
+    assert m.reachable() == 0.0
+    assert m.reachable(alpha_star=0.0) == 0.0
+    fresh = ReachMonitor(-1.0, 1.0)
+    assert fresh.reachable(alpha_star=1.5, excited=True) == 0.0
+    assert fresh.reachable(alpha_star=1.5, excited=False) == 1.0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"settling_steps": 1}, {"k_bounds": (0.1, 0.01)}, {"forgetting": 0.2}, {"target": -1.0}, {"anti_windup": "x"}],
+)
+def test_bad_parameters_name_the_field(kwargs):
+    field = next(iter(kwargs))
+    with pytest.raises(ValueError, match=field):
+        SelfTuningPI(**{"target": 0.2, **kwargs})
