@@ -245,7 +245,7 @@ class SelfTuningPI:
 
     @property
     def target_reachable(self):
-        return self.monitor.reachable(self._theta[..., 0] / self._theta[..., 1], self._excited)
+        return self.monitor.reachable()
 
     def target_at(self, step: int | None = None) -> float:
         step = self.step if step is None else step
@@ -293,7 +293,7 @@ class SelfTuningPI:
         self._prev_action = self._action
         self._action = self._action + grow
         self._alpha, self._error, self._last_h = alpha, np.asarray(error, float), h.copy()
-        self.monitor.observe(u, error)
+        self.monitor.observe(u, error, np.where(self._excited, self._theta[..., 0] / self._theta[..., 1], np.nan))
         self.step += 1
         return self.alpha
 

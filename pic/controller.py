@@ -98,8 +98,9 @@ class ReachMonitor:
     The target is declared *unreachable* when the unclipped output u has sat beyond a limit for
     ``patience`` consecutive steps while the error keeps pushing it out (u > hi with e > 0: the
     entropy stays too high at full α; u < lo with e < 0: too low), or, for a controller that
-    estimates the plant, when α* = b̂/k̂ (the α that holds the entropy still) lies outside [lo, hi].
-    State: the signed run length (+n: n steps pushing the upper limit, −n: the lower one).
+    estimates the plant, when α* = b̂/k̂ (the α that holds the entropy still) has lain outside [lo, hi]
+    for ``patience`` steps. State: the signed run length (+n: n steps pushing the upper limit, −n: the
+    lower one) and the run length of α* outside the limits.
     """
 
     def __init__(self, lo: float, hi: float, *, patience: int = 20) -> None:
@@ -109,20 +110,23 @@ class ReachMonitor:
 
     def reset(self) -> None:
         self.run = np.zeros(())
+        self.star_run = np.zeros(())
 
-    def observe(self, u: np.ndarray, error: np.ndarray) -> None:
-        """Count one step of output u (unclipped) and error e = H − target."""
+    def observe(self, u: np.ndarray, error: np.ndarray, alpha_star: Any = None) -> None:
+        """Count one step of output u (unclipped) and error e = H − target, and, for an estimating
+        controller, whether its α* (NaN: not estimated yet) lies outside [lo, hi]."""
         up = (u > self.hi) & (error > 0)
         down = (u < self.lo) & (error < 0)
         run = np.broadcast_to(self.run, np.shape(up))
         self.run = np.where(up, np.maximum(run, 0) + 1, np.where(down, np.minimum(run, 0) - 1, 0))
-
-    def reachable(self, alpha_star: Any = None, excited: Any = True) -> float | np.ndarray:
-        """1.0 where the target looks reachable, 0.0 where not (array for array controllers)."""
-        ok = np.abs(self.run) < self.patience
         if alpha_star is not None:
             star = np.asarray(alpha_star, dtype=float)
-            ok = ok & ~(np.asarray(excited) & ((star > self.hi) | (star < self.lo)))
+            self.star_run = np.where((star > self.hi) | (star < self.lo), self.star_run + 1, 0)
+
+    def reachable(self) -> float | np.ndarray:
+        """1.0 where the target looks reachable, 0.0 where not (array for array controllers): α pushed
+        out of its limits, or α* outside them, for ``patience`` consecutive steps."""
+        ok = (np.abs(self.run) < self.patience) & (self.star_run < self.patience)
         return _scalar_or_array(np.asarray(ok, dtype=float))
 
     def advice(self, target: float, alpha_star: Any = None) -> str:
@@ -146,10 +150,11 @@ class ReachMonitor:
         )
 
     def state_dict(self) -> dict[str, Any]:
-        return {"run": _to_json(self.run)}
+        return {"run": _to_json(self.run), "star_run": _to_json(self.star_run)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.run = np.asarray(state.get("run", 0.0), dtype=float)
+        self.star_run = np.asarray(state.get("star_run", 0.0), dtype=float)
 
 
 class PIController:

@@ -113,10 +113,12 @@ def test_reach_monitor_counts_only_steps_pushing_out():
     assert m.reachable() == 1.0  # the wrong-signed error reset the run
     m.observe(np.asarray(2.0), np.asarray(0.1))
     assert m.reachable() == 0.0
-    assert m.reachable(alpha_star=0.0) == 0.0
-    fresh = ReachMonitor(-1.0, 1.0)
-    assert fresh.reachable(alpha_star=1.5, excited=True) == 0.0
-    assert fresh.reachable(alpha_star=1.5, excited=False) == 1.0
+    star = ReachMonitor(-1.0, 1.0, patience=3)
+    for a_star in (1.5, 1.5, np.nan, 1.5, -1.2):
+        star.observe(np.asarray(0.0), np.asarray(0.1), a_star)
+    assert star.reachable() == 1.0  # a NaN (not estimated) step reset the run
+    star.observe(np.asarray(0.0), np.asarray(0.1), 2.0)
+    assert star.reachable() == 0.0
 
 
 @pytest.mark.parametrize(
