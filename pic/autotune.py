@@ -107,8 +107,9 @@ class SelfTuningPI:
         The design stays stable (with one step of delay) for k in [k̂/m, m·k̂].
     excitation : float > 0
         The estimate counts as excited once its relative standard error is below this.
-    reach_patience : int >= 1
-        Saturated steps, error pushing out, before the target is declared unreachable.
+    reach_patience : int >= 1 or None
+        Steps of α saturated with the error pushing out (or α* outside the limits) before the target is
+        declared unreachable; None: 2·settling_steps, so a slow transient does not raise the alarm.
     """
 
     def __init__(
@@ -122,7 +123,7 @@ class SelfTuningPI:
         gain_margin: float = 2.0,
         max_noise_gain: float = 1.5,
         excitation: float = 0.3,
-        reach_patience: int = 20,
+        reach_patience: int | None = None,
         anti_windup: str = "clamp",
     ) -> None:
         if callable(target):
@@ -148,7 +149,8 @@ class SelfTuningPI:
         self.fallback_gains = tuple(float(g) for g in placed_gains(self.pole, k_hi))
         self._k_prior = math.sqrt(k_lo * k_hi)
         self._p0 = np.diag([1.0, (k_hi / 0.05) ** 2])  # b free; k̂ reaches k_hi from α ≈ 0.05 of data
-        self.monitor = ReachMonitor(lo, hi, patience=reach_patience)
+        patience = max(1, round(2 * settling_steps)) if reach_patience is None else reach_patience
+        self.monitor = ReachMonitor(lo, hi, patience=patience)
         self.reset()
 
     # ------------------------------------------------------------------ state

@@ -103,7 +103,7 @@ class ReachMonitor:
     lower one) and the run length of α* outside the limits.
     """
 
-    def __init__(self, lo: float, hi: float, *, patience: int = 20) -> None:
+    def __init__(self, lo: float, hi: float, *, patience: int = 50) -> None:
         need(isinstance(patience, int | np.integer) and patience >= 1, "reach_patience", "an integer >= 1", patience)
         self.lo, self.hi, self.patience = float(lo), float(hi), int(patience)
         self.reset()

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from pic.levers import make_lever
+from pic.validation import need
 
 from .levers import run_lever
 from .methods import methods_problem
@@ -68,9 +69,12 @@ class AutotuneRow:
 
 
 def run_autotune(
-    *, steps: int = 450, seeds: int = 8, target: float = 0.2, start_entropy: float = 0.3, seed: int = 0
+    *, steps: int = 900, seeds: int = 8, target: float = 0.2, start_entropy: float = 0.3, seed: int = 0
 ) -> list[AutotuneRow]:
     """Every method on every plant of `PLANTS`; one row per (plant, method)."""
+    need(isinstance(steps, int) and steps >= 3, "--steps", "an integer >= 3", steps)
+    need(isinstance(seeds, int) and seeds >= 1, "--seeds", "an integer >= 1", seeds)
+    need(0 < target < 2.3, "--target", "in (0, 2.3) nats (the 10-arm bandit's entropy is at most ln 10)", target)
     bandit, z0 = methods_problem(seed, start_entropy=start_entropy)
     rows = []
     for plant, overrides in PLANTS.items():
@@ -154,7 +158,7 @@ def add_parser(sub) -> None:
     """Register ``autotune`` on the `python -m sim` subparsers."""
     p = sub.add_parser("autotune", help="official vs hand-tuned vs self-tuning gains on plants 30× apart in k")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--steps", type=int, default=450, help="RL steps per run (default 450)")
+    p.add_argument("--steps", type=int, default=900, help="RL steps per run (default 900)")
     p.add_argument("--seeds", type=int, default=8, help="seeds per method (default 8)")
     p.add_argument("--target", type=float, default=0.2, help="entropy target in nats (default 0.2)")
     p.set_defaults(func=cmd_autotune)

@@ -96,7 +96,10 @@ def test_unreachable_target_is_flagged_with_advice():
 
 def test_pi_controller_reports_reachability_and_keeps_old_states_loadable():
     ctrl = PIController(1.0, 0.01, 0.1, anti_windup="clamp")
-    for _ in range(25):
+    for _ in range(49):
+        ctrl.update(5.0)
+    assert ctrl.target_reachable == 1.0
+    for _ in range(2):
         ctrl.update(5.0)  # far above the target: α pinned at +1
     assert ctrl.target_reachable == 0.0
     state = ctrl.state_dict()
