@@ -49,6 +49,7 @@ import numpy as np
 
 from .controller import ReachMonitor
 from .robustness import is_stable_delayed, noise_gain
+from .setpoint import AutoTarget, auto_target
 from .validation import is_finite_number, need
 
 __all__ = ["SelfTuningPI", "design_poles", "placed_gains"]
@@ -95,7 +96,8 @@ class SelfTuningPI:
 
     Parameters
     ----------
-    target : float >= 0 or callable step -> nats
+    target : float >= 0, callable step -> nats, "initial" or {"relative": f, "window": W, "shape": …}
+        The last two are `pic.setpoint.AutoTarget`: f times the entropy of the first W steps.
     settling_steps : float > 1
         Requested settling time (steps) of the designed loop; the margins may make it slower.
     output_limits : (lo, hi)
@@ -126,7 +128,10 @@ class SelfTuningPI:
         reach_patience: int | None = None,
         anti_windup: str = "clamp",
     ) -> None:
-        if callable(target):
+        auto = auto_target(target)
+        if auto is not None:
+            self.target = auto
+        elif callable(target):
             self.target = target
         else:
             _check("target", is_finite_number(target) and target >= 0, "a finite entropy >= 0 nats", target)
@@ -169,6 +174,8 @@ class SelfTuningPI:
         self._last_h = np.asarray(np.nan)
         self.step = 0
         self.monitor.reset()
+        if isinstance(self.target, AutoTarget):
+            self.target.reset()
 
     def _broadcast(self, shape: tuple[int, ...]) -> None:
         if shape == self._shape:
@@ -285,7 +292,11 @@ class SelfTuningPI:
         kp_new, ki_new = placed_gains(self.pole, self.k_design if self.step > 0 else self.k_bounds[1])
         self._action = self._action + (self._kp - kp_new) * self._error  # bumpless: keeps kp·e_{t−1} + I
         self._kp, self._ki = kp_new, ki_new
-        error = h - self.target_at()
+        if isinstance(self.target, AutoTarget):
+            self.target.observe(h, self.step)
+            error = h - self.target.value(self.step)
+        else:
+            error = h - self.target_at()
         lo, hi = self.output_limits
         u = self._kp * error + self._action
         alpha = np.clip(u, lo, hi)
@@ -305,6 +316,8 @@ class SelfTuningPI:
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable state (floats round-trip exactly through JSON); see `load_state_dict`."""
         state: dict[str, Any] = {"step": self.step, "shape": list(self._shape), "monitor": self.monitor.state_dict()}
+        if isinstance(self.target, AutoTarget):
+            state["auto_target"] = self.target.state_dict()
         for name in self._ARRAYS:
             arr = getattr(self, name)
             state[name[1:]] = arr.tolist() if arr.ndim else arr.item()
@@ -325,6 +338,8 @@ class SelfTuningPI:
             setattr(self, name, np.asarray(state[name[1:]], dtype=dtype))
         self._last_h = np.asarray(state["last_h"], dtype=float)
         self.monitor.load_state_dict(state["monitor"])
+        if isinstance(self.target, AutoTarget):
+            self.target.load_state_dict(state["auto_target"])
         self.step = step
 
     def __repr__(self) -> str:

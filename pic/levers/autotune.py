@@ -16,7 +16,7 @@ import numpy as np
 
 from ..autotune import SelfTuningPI
 from ..params import EntroPICParams
-from ..setpoint import schedule_from_dict
+from ..setpoint import auto_target, schedule_from_dict
 from ..validation import ParameterError
 from ._common import check_signal, measured
 from .base import Lever, StepStats
@@ -37,7 +37,7 @@ class EntroPICAuto(Lever):
     Parameters
     ----------
     target : entropy setpoint in nats, a `pic.setpoint` schedule table / callable, "initial" or
-        {"relative": f, "window": W} (`pic.setpoint.AutoTarget`).
+        {"relative": f, "window": W, "shape": …, "total_steps": N} (`pic.setpoint.AutoTarget`).
     tau, normalization, alpha_limit, signal : as the ``entropic`` lever.
     settling_steps : requested settling time of the loop in steps (> 1).
     k_bounds : prior range (k_lo, k_hi) of the plant gain, nats per unit α per step.
@@ -73,7 +73,7 @@ class EntroPICAuto(Lever):
             "signal": signal,
         }
         try:
-            schedule = target if callable(target) else schedule_from_dict(target)
+            schedule = auto_target(target) or (target if callable(target) else schedule_from_dict(target))
             self.controller = SelfTuningPI(
                 schedule,
                 settling_steps=settling_steps,

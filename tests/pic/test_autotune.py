@@ -132,3 +132,42 @@ def test_bad_parameters_name_the_field(kwargs):
     field = next(iter(kwargs))
     with pytest.raises(ValueError, match=field):
         SelfTuningPI(**{"target": 0.2, **kwargs})
+
+
+def test_initial_target_holds_the_starting_entropy():
+    ctrl = SelfTuningPI("initial")
+    rng = np.random.default_rng(0)
+    h, first = 0.5, []
+    for t in range(300):
+        if t < 10:
+            first.append(h)
+        a = ctrl.update(h)
+        h = h - 0.002 - 0.01 * a + rng.normal(0, 2e-4)  # drifts down without control
+    assert ctrl.target.initial == pytest.approx(np.mean(first), rel=1e-12)
+    assert h == pytest.approx(np.mean(first), abs=0.01)
+
+
+def test_relative_shaped_target_and_resume():
+    spec = {"relative": 0.8, "window": 5, "shape": "rise_then_fall", "total_steps": 100}
+    ctrl = SelfTuningPI(spec)
+    for _ in range(5):
+        ctrl.update(np.array([0.5, 1.0]))
+    np.testing.assert_allclose(ctrl.target.value(0), [0.4, 0.8])
+    np.testing.assert_allclose(ctrl.target.value(50), [0.6, 1.2])  # the peak: 1.5 × 0.8 × H₀
+    assert ctrl.target_at(50) == pytest.approx(0.9)
+    other = SelfTuningPI(dict(spec))
+    other.load_state_dict(json.loads(json.dumps(ctrl.state_dict())))
+    np.testing.assert_array_equal(other.update(np.array([0.45, 0.9])), ctrl.update(np.array([0.45, 0.9])))
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"relative": -1}, "target.relative"),
+        ({"relative": 1, "window": 0}, "target.window"),
+        ({"relative": 1, "shape": "zigzag"}, "target.shape"),
+    ],
+)
+def test_bad_auto_target_names_the_field(spec, field):
+    with pytest.raises(ValueError, match=field):
+        SelfTuningPI(spec)
