@@ -233,7 +233,13 @@ class ControlConfig(EntroPICParams):
     """True: the self-tuning controller (lever entropic_auto) places its own gains; kp, ki are ignored."""
 
     def check(self) -> None:  # type: ignore[override]
-        super().check("control.")
+        from pic.setpoint import auto_target
+
+        if auto_target(self.target) is None:
+            super().check("control.")
+        else:  # "initial" or {relative = …}: only the self-tuning controller (autotune) measures H₀
+            need(self.autotune, "control.target", "a number or schedule unless control.autotune = true", self.target)
+            super().check("control.", tuple(f.name for f in dataclasses.fields(EntroPICParams) if f.name != "target"))
 
     def max_target(self, steps: int) -> float:
         """The largest setpoint over steps 0..steps−1, in nats."""
@@ -345,11 +351,13 @@ class RLConfig:
     def build_lever(self, loops: int = 1):
         """The configured `pic.levers.Lever` (fresh state); EntroPIC takes every field of `EntroPICParams`."""
         from pic.levers import make_lever
+        from pic.setpoint import auto_target
 
         name = self.lever_name
         if name == "entropic_auto":
             c = self.control
-            params = {"target": c.schedule("control."), "tau": c.tau, "normalization": c.normalization}
+            target = c.target if auto_target(c.target) else c.schedule("control.")
+            params = {"target": target, "tau": c.tau, "normalization": c.normalization}
             params["alpha_limit"] = c.alpha_limit
         elif name in ENTROPIC_LEVERS:
             c = self.control

@@ -75,3 +75,16 @@ def test_bad_parameter_names_the_lever_field():
         make_lever("entropic_auto", settling_steps=0.5)
     with pytest.raises(ValueError, match="entropic_auto.tau"):
         make_lever("entropic_auto", tau=1.5)
+
+
+def test_trainer_config_selects_the_self_tuner():
+    from llm.config import RLConfig, load_config
+
+    lever = load_config(RLConfig, None, ["control.autotune=true", "control.tau=0.5"]).build_lever()
+    assert lever.name == "entropic_auto" and lever.tau == 0.5
+    relative = load_config(RLConfig, None, ["control.autotune=true", "control.target={relative = 0.8, window = 5}"])
+    assert relative.build_lever().controller.target.relative == 0.8
+    assert load_config(RLConfig, None, ["lever.name=entropic_auto"]).build_lever().name == "entropic_auto"
+    assert load_config(RLConfig, None, ["control.kp=3"]).build_lever().name == "entropic"
+    with pytest.raises(ValueError, match="control.target"):
+        load_config(RLConfig, None, ['control.target="initial"'])
