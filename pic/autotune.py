@@ -4,8 +4,9 @@ Plant (per step, `pic.stability`): ΔH_t = H_{t+1} − H_t = b − k·α_t, with
 (nats per unit α) and the drift b (nats per step) unknown and slowly varying. The loop only depends
 on the normalised gains K_p = k·kp and K_i = k·ki, so a controller that knows k can place them.
 
-**Identification** (recursive least squares with exponential forgetting λ). Regressor φ_t = (1, −α_t),
-parameter θ = (b, k), observation y_t = H_{t+1} − H_t::
+**Identification** (recursive least squares with exponential forgetting λ). Regressor φ_t = (1, −α_t) (α of
+``delay`` + 1 updates earlier where α acts with a delay), parameter θ = (b, k), observation
+y_t = H_{t+1} − H_t::
 
     ε = y − φᵀθ̂,   g = Pφ / (λ + φᵀPφ),   θ̂ ← θ̂ + g ε,   P ← (P − g φᵀP) / λ
 
@@ -109,6 +110,10 @@ class SelfTuningPI:
         The design stays stable (with one step of delay) for k in [k̂/m, m·k̂].
     excitation : float > 0
         The estimate counts as excited once its relative standard error is below this.
+    delay : int >= 0
+        Steps between computing α and its effect on the measurement: 0 in the trainer and the simulator,
+        1 in the verl/TRL plug-ins (α of step t comes from step t − 1's entropy). The RLS regresses
+        ΔH on the α of ``delay + 1`` updates earlier.
     reach_patience : int >= 1 or None
         Steps of α saturated with the error pushing out (or α* outside the limits) before the target is
         declared unreachable; None: 2·settling_steps, so a slow transient does not raise the alarm.
@@ -127,6 +132,7 @@ class SelfTuningPI:
         excitation: float = 0.3,
         reach_patience: int | None = None,
         anti_windup: str = "clamp",
+        delay: int = 0,
     ) -> None:
         auto = auto_target(target)
         if auto is not None:
@@ -146,6 +152,8 @@ class SelfTuningPI:
         _check("max_noise_gain", is_finite_number(max_noise_gain) and max_noise_gain > 0, "> 0", max_noise_gain)
         _check("excitation", is_finite_number(excitation) and excitation > 0, "> 0", excitation)
         _check("anti_windup", anti_windup in ("none", "clamp"), "one of ('none', 'clamp')", anti_windup)
+        _check("delay", isinstance(delay, int) and 0 <= delay <= 8, "an integer in [0, 8] (steps)", delay)
+        self.delay = delay
         self.settling_steps, self.output_limits = float(settling_steps), (lo, hi)
         self.k_bounds, self.forgetting = (k_lo, k_hi), float(forgetting)
         self.gain_margin, self.max_noise_gain, self.excitation = float(gain_margin), float(max_noise_gain), excitation
@@ -170,6 +178,7 @@ class SelfTuningPI:
         self._action = np.asarray(0.0)  # I, the integral action in α units
         self._prev_action = np.asarray(0.0)
         self._alpha = np.asarray(0.0)
+        self._history = np.zeros(self.delay + 1)  # α of the last delay + 1 updates, newest first
         self._error = np.asarray(0.0)
         self._last_h = np.asarray(np.nan)
         self.step = 0
@@ -186,6 +195,7 @@ class SelfTuningPI:
             return np.broadcast_to(x, (*shape, *tail)).copy()
 
         self._theta, self._cov = grow(self._theta, (2,)), grow(self._cov, (2, 2))
+        self._history = grow(self._history, (self.delay + 1,))
         for name in ("_noise", "_excited", "_kp", "_ki", "_action", "_prev_action", "_alpha", "_error", "_last_h"):
             setattr(self, name, grow(getattr(self, name)))
 
@@ -264,7 +274,7 @@ class SelfTuningPI:
     def _identify(self, h: np.ndarray) -> None:
         """One RLS step with y = H_t − H_{t−1} and φ = (1, −α_{t−1})."""
         lam = self.forgetting
-        phi = np.stack([np.ones_like(h), -self._alpha], axis=-1)
+        phi = np.stack([np.ones_like(h), -self._history[..., -1]], axis=-1)
         y = h - self._last_h
         p_phi = np.einsum("...ij,...j->...i", self._cov, phi)
         denom = lam + np.einsum("...i,...i->...", phi, p_phi)
@@ -306,12 +316,25 @@ class SelfTuningPI:
         self._prev_action = self._action
         self._action = self._action + grow
         self._alpha, self._error, self._last_h = alpha, np.asarray(error, float), h.copy()
+        self._history = np.concatenate([alpha[..., None], self._history[..., :-1]], axis=-1)
         self.monitor.observe(u, error, np.where(self._excited, self._theta[..., 0] / self._theta[..., 1], np.nan))
         self.step += 1
         return self.alpha
 
     # ------------------------------------------------------------ persistence
-    _ARRAYS = ("_theta", "_cov", "_noise", "_excited", "_kp", "_ki", "_action", "_prev_action", "_alpha", "_error")
+    _ARRAYS = (
+        "_theta",
+        "_cov",
+        "_noise",
+        "_excited",
+        "_kp",
+        "_ki",
+        "_action",
+        "_prev_action",
+        "_alpha",
+        "_error",
+        "_history",
+    )
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable state (floats round-trip exactly through JSON); see `load_state_dict`."""

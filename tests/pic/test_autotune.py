@@ -171,3 +171,19 @@ def test_relative_shaped_target_and_resume():
 def test_bad_auto_target_names_the_field(spec, field):
     with pytest.raises(ValueError, match=field):
         SelfTuningPI(spec)
+
+
+def test_delayed_loop_is_identified_with_the_delay():
+    """α computed at step t acts on the step after (the plug-ins): with delay=1 k̂ is right."""
+    ctrl = SelfTuningPI(0.2, delay=1)
+    rng = np.random.default_rng(2)
+    h, pending = 0.25, 0.0
+    for _ in range(600):
+        applied, pending = pending, ctrl.update(h)
+        h = h - 0.003 - 0.01 * applied + rng.normal(0, 2e-4)
+    assert ctrl.k_hat == pytest.approx(0.01, rel=0.3)
+    assert h == pytest.approx(0.2, abs=0.01)
+    state = json.loads(json.dumps(ctrl.state_dict()))
+    other = SelfTuningPI(0.2, delay=1)
+    other.load_state_dict(state)
+    assert other.update(0.21) == ctrl.update(0.21)
