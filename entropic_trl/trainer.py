@@ -61,7 +61,7 @@ import torch
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
-from pic import PIController
+from pic import PIController, SelfTuningPI
 from pic.actuator import entropic_adjustment
 from pic.io import atomic_write_json
 from pic.params import EntroPICParams
@@ -88,7 +88,8 @@ class EntroPICGRPOTrainer(GRPOTrainer):
     ----------
     *args, **kwargs
         Everything `trl.GRPOTrainer` takes (model, reward_funcs, args, train_dataset, ...).
-    controller : pic.PIController
+    controller : pic.PIController or pic.SelfTuningPI
+        (the self-tuner with ``delay=1``: the α of a step comes from the previous step's entropy)
         The entropy controller, with scalar gains. Its target is in nats at TRL's sampling
         ``temperature``. Its current α is applied from the first step (0 for a fresh controller).
     tau : float in (0, 1)
@@ -112,13 +113,15 @@ class EntroPICGRPOTrainer(GRPOTrainer):
     def __init__(
         self,
         *args: Any,
-        controller: PIController,
+        controller: PIController | SelfTuningPI,
         tau: float = _DEFAULTS.tau,
         normalization: str = _DEFAULTS.normalization,
         **kwargs: Any,
     ) -> None:
-        if not isinstance(controller, PIController):
-            raise ValueError(f"controller must be a pic.PIController, got {type(controller).__name__}")
+        if not isinstance(controller, PIController | SelfTuningPI):
+            raise ValueError(
+                f"controller must be a pic.PIController or pic.SelfTuningPI, got {type(controller).__name__}"
+            )
         if np.ndim(controller.alpha) != 0:
             raise ValueError(f"controller must have scalar gains (one loop), got shape {np.shape(controller.alpha)}")
         EntroPICParams(tau=tau, normalization=normalization).check(fields=("tau", "normalization"))

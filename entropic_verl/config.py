@@ -15,8 +15,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from pic.autotune import SelfTuningPI
 from pic.controller import PIController
 from pic.params import EntroPICParams
+from pic.setpoint import auto_target
 from pic.validation import is_finite_number, need
 
 __all__ = ["PREFIX", "EntroPICConfig", "check_actor_config"]
@@ -42,6 +44,10 @@ class EntroPICConfig:
         (official: D = N_h per micro-batch, effective weights 1 ± α·N/N_h).
     alpha_min, alpha_max : output clip of α.
     anti_windup, integral_limit, tracking_gain, on_nonfinite : see `pic.controller.PIController`.
+    autotune : true builds `pic.autotune.SelfTuningPI` (kp, ki, anti_windup, integral_limit, tracking_gain and
+        on_nonfinite are then unused); it identifies the plant with the plug-in's one step of delay. Its
+        target may also be "initial" or {relative: f, window: W} (`pic.setpoint.AutoTarget`).
+    settling_steps : the self-tuner's requested settling time in steps (> 1).
     """
 
     target: Any
@@ -55,6 +61,8 @@ class EntroPICConfig:
     integral_limit: float | None = None
     tracking_gain: float = _DEFAULTS.tracking_gain
     on_nonfinite: str = "raise"
+    autotune: bool = False
+    settling_steps: float = 20.0
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None, prefix: str = PREFIX) -> EntroPICConfig:
@@ -85,7 +93,15 @@ class EntroPICConfig:
     def validated(self, prefix: str = PREFIX) -> EntroPICConfig:
         """Return self after checking every field; raise ``ValueError`` naming the first bad key."""
         p = f"{prefix}."
-        self.params().check(p, fields=_SHARED)
+        need(isinstance(self.autotune, bool), f"{p}autotune", "true or false", self.autotune)
+        auto = self.autotune and auto_target(self.target) is not None
+        self.params().check(p, fields=tuple(k for k in _SHARED if not (auto and k == "target")))
+        need(
+            is_finite_number(self.settling_steps) and self.settling_steps > 1,
+            f"{p}settling_steps",
+            "> 1 (steps)",
+            self.settling_steps,
+        )
         for key in ("alpha_min", "alpha_max"):
             need(is_finite_number(getattr(self, key)), f"{p}{key}", "a finite number", getattr(self, key))
         if not self.alpha_min < self.alpha_max:
@@ -95,8 +111,17 @@ class EntroPICConfig:
         need(self.on_nonfinite in _NONFINITE, f"{p}on_nonfinite", f"one of {_NONFINITE}", self.on_nonfinite)
         return self
 
-    def build_controller(self) -> PIController:
-        """The project's `PIController` with these settings (the one control law; no copy here)."""
+    def build_controller(self) -> PIController | SelfTuningPI:
+        """The project's `PIController` with these settings (the one control law; no copy here), or with
+        ``autotune`` its `SelfTuningPI` (delay 1: the α of step t comes from step t − 1's entropy)."""
+        if self.autotune:
+            auto = auto_target(self.target)
+            return SelfTuningPI(
+                auto or (self.target if is_finite_number(self.target) else self.params().schedule()),
+                settling_steps=self.settling_steps,
+                output_limits=(self.alpha_min, self.alpha_max),
+                delay=1,
+            )
         return PIController(
             kp=self.kp,
             ki=self.ki,

@@ -12,15 +12,19 @@ of step t − 1 (step 1 applies α = 0).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Any
 
+from pic.autotune import SelfTuningPI
 from pic.controller import PIController
 from pic.io import atomic_write_text
 
 from .config import PREFIX, EntroPICConfig
 
 __all__ = ["STATE_FILE", "EntroPICRuntime", "configure", "get_runtime", "reset_runtime"]
+
+log = logging.getLogger(__name__)
 
 STATE_FILE = "entropic_state.json"
 _FORMAT = 1
@@ -29,11 +33,12 @@ _RUNTIME: EntroPICRuntime | None = None
 
 
 class EntroPICRuntime:
-    """A validated config plus the `PIController` it builds."""
+    """A validated config plus the `PIController` (or, with ``autotune``, `SelfTuningPI`) it builds."""
 
     def __init__(self, config: EntroPICConfig) -> None:
         self.config = config.validated()
-        self.controller: PIController = config.build_controller()
+        self.controller: PIController | SelfTuningPI = config.build_controller()
+        self._warned = False
 
     @property
     def alpha(self) -> float:
@@ -42,7 +47,12 @@ class EntroPICRuntime:
 
     def update(self, entropy: float) -> float:
         """One controller step from the global token-mean entropy H of the step just taken."""
-        return float(self.controller.update(entropy))
+        alpha = float(self.controller.update(entropy))
+        if not self._warned and self.controller.target_reachable == 0.0:
+            self._warned = True  # once: what to change when the target is out of the actuator's reach
+            alpha_star = getattr(self.controller, "alpha_star", None)
+            log.warning("EntroPIC: %s", self.controller.monitor.advice(self.controller.target_at(), alpha_star))
+        return alpha
 
     # ------------------------------------------------------------ checkpoint file
     def state(self) -> dict[str, Any]:

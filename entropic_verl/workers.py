@@ -133,14 +133,19 @@ class EntroPICTrainingWorker(TrainingWorker):
         applied = runtime.alpha
         runtime.update(entropy)
         ctrl = runtime.controller
-        return {
+        stats = {
             "actor/entropic_entropy": entropy,
             "actor/entropic_alpha_applied": applied,
             "actor/entropic_alpha_next": runtime.alpha,
             "actor/entropic_error": float(ctrl.error),
             "actor/entropic_integral": float(ctrl.integral),
             "actor/entropic_target": float(ctrl.target_at(ctrl.step - 1)),
+            "actor/entropic_target_reachable": float(ctrl.target_reachable),
         }
+        for key in ("k_hat", "b_hat", "kp", "ki", "alpha_star", "excited"):  # the self-tuning controller
+            if hasattr(ctrl, "k_hat"):
+                stats[f"actor/entropic_{key}"] = float(getattr(ctrl, key))
+        return stats
 
     @_dispatch_like(TrainingWorker.save_checkpoint)
     def save_checkpoint(self, local_path, hdfs_path=None, global_step=0, max_ckpt_to_keep=None):

@@ -82,7 +82,7 @@ Shape = Literal["", "qwen2.5-0.5b", "qwen2.5-1.5b"]
 LeverName = Literal[tuple(sorted(LEVERS))]  # read from the registry, never typed by hand
 TaskName = Literal[tuple(sorted(TASKS))]
 
-ENTROPIC_LEVERS = ("entropic", "entropic_p")
+ENTROPIC_LEVERS = ("entropic", "entropic_p", "entropic_auto")
 
 
 def toml_flag(hint: Any) -> tyro.constructors.PrimitiveConstructorSpec:
@@ -325,9 +325,17 @@ class ControlConfig(EntroPICParams):
     target: Annotated[Any, toml_flag(Any)] = EntroPICParams.target  # the same field, read as a TOML literal
     enabled: bool = True
     """False trains plain GRPO (α ≡ 0); the entropy is still measured and logged."""
+    autotune: bool = False
+    """True: the self-tuning controller (lever entropic_auto) places its own gains; kp, ki are ignored."""
 
     def check(self) -> None:  # type: ignore[override]
-        super().check("control.")
+        from pic.setpoint import auto_target
+
+        if auto_target(self.target) is None:
+            super().check("control.")
+        else:  # "initial" or {relative = …}: only the self-tuning controller (autotune) measures H₀
+            need(self.autotune, "control.target", "a number or schedule unless control.autotune = true", self.target)
+            super().check("control.", tuple(f.name for f in dataclasses.fields(EntroPICParams) if f.name != "target"))
 
     def max_target(self, steps: int) -> float:
         """The largest setpoint over steps 0..steps−1, in nats."""
@@ -493,14 +501,20 @@ class RLConfig:
         """The method actually trained: 'grpo' when EntroPIC is disabled."""
         if self.lever.name in ENTROPIC_LEVERS and not self.control.enabled:
             return "grpo"
-        return self.lever.name
+        return "entropic_auto" if self.lever.name == "entropic" and self.control.autotune else self.lever.name
 
     def build_lever(self, loops: int = 1):
         """The configured `pic.levers.Lever` (fresh state); EntroPIC takes every field of `EntroPICParams`."""
         from pic.levers import make_lever
+        from pic.setpoint import auto_target
 
         name = self.lever_name
-        if name in ENTROPIC_LEVERS:
+        if name == "entropic_auto":
+            c = self.control
+            target = c.target if auto_target(c.target) else c.schedule("control.")
+            params = {"target": target, "tau": c.tau, "normalization": c.normalization}
+            params["alpha_limit"] = c.alpha_limit
+        elif name in ENTROPIC_LEVERS:
             c = self.control
             params = {f.name: getattr(c, f.name) for f in dataclasses.fields(EntroPICParams)}
             params |= {"target": c.schedule("control."), "integral_limit": c.integral_limit or None}

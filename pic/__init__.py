@@ -4,8 +4,9 @@ numpy/scipy only — no torch. The simulator (`sim`), the proofs (`proofs`) and 
 (`llm`) all import their controller and actuator from here.
 """
 
-from . import actuator, setpoint, stability, tuning
+from . import actuator, autotune, setpoint, stability, tuning
 from .actuator import effective_weights, entropic_adjustment, entropic_weights, high_prob_mask
+from .autotune import SelfTuningPI
 from .controller import ANTI_WINDUP_MODES, PIController, pi_step
 from .plant import LinearPlant, LoopHistory, run_loop
 from .setpoint import schedule_from_dict
@@ -16,7 +17,9 @@ __all__ = [
     "LinearPlant",
     "LoopHistory",
     "PIController",
+    "SelfTuningPI",
     "actuator",
+    "autotune",
     "effective_weights",
     "entropic_adjustment",
     "entropic_weights",

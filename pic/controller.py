@@ -26,7 +26,7 @@ import numpy as np
 from .params import ANTI_WINDUP_MODES
 from .validation import need
 
-__all__ = ["ANTI_WINDUP_MODES", "PIController", "pi_step"]
+__all__ = ["ANTI_WINDUP_MODES", "PIController", "ReachMonitor", "pi_step"]
 
 _NONFINITE_MODES = ("raise", "hold")
 
@@ -90,6 +90,71 @@ def _scalar_or_array(x: np.ndarray) -> float | np.ndarray:
 
 def _to_json(x: np.ndarray) -> float | list:
     return x.tolist() if np.ndim(x) else float(x)
+
+
+class ReachMonitor:
+    """Watches whether the target is inside the reachable band of the actuator.
+
+    The target is declared *unreachable* when the unclipped output u has sat beyond a limit for
+    ``patience`` consecutive steps while the error keeps pushing it out (u > hi with e > 0: the
+    entropy stays too high at full α; u < lo with e < 0: too low), or, for a controller that
+    estimates the plant, when α* = b̂/k̂ (the α that holds the entropy still) has lain outside [lo, hi]
+    for ``patience`` steps. State: the signed run length (+n: n steps pushing the upper limit, −n: the
+    lower one) and the run length of α* outside the limits.
+    """
+
+    def __init__(self, lo: float, hi: float, *, patience: int = 50) -> None:
+        need(isinstance(patience, int | np.integer) and patience >= 1, "reach_patience", "an integer >= 1", patience)
+        self.lo, self.hi, self.patience = float(lo), float(hi), int(patience)
+        self.reset()
+
+    def reset(self) -> None:
+        self.run = np.zeros(())
+        self.star_run = np.zeros(())
+
+    def observe(self, u: np.ndarray, error: np.ndarray, alpha_star: Any = None) -> None:
+        """Count one step of output u (unclipped) and error e = H − target, and, for an estimating
+        controller, whether its α* (NaN: not estimated yet) lies outside [lo, hi]."""
+        up = (u > self.hi) & (error > 0)
+        down = (u < self.lo) & (error < 0)
+        run = np.broadcast_to(self.run, np.shape(up))
+        self.run = np.where(up, np.maximum(run, 0) + 1, np.where(down, np.minimum(run, 0) - 1, 0))
+        if alpha_star is not None:
+            star = np.asarray(alpha_star, dtype=float)
+            self.star_run = np.where((star > self.hi) | (star < self.lo), self.star_run + 1, 0)
+
+    def reachable(self) -> float | np.ndarray:
+        """1.0 where the target looks reachable, 0.0 where not (array for array controllers): α pushed
+        out of its limits, or α* outside them, for ``patience`` consecutive steps."""
+        ok = (np.abs(self.run) < self.patience) & (self.star_run < self.patience)
+        return _scalar_or_array(np.asarray(ok, dtype=float))
+
+    def advice(self, target: float, alpha_star: Any = None) -> str:
+        """One line: which side is out of reach and what to change."""
+        high = float(np.max(self.run)) >= self.patience or (
+            alpha_star is not None and float(np.max(alpha_star)) > self.hi
+        )
+        if high:
+            side = (
+                f"the entropy stays above the target {target:g} nats with α at its upper limit {self.hi:g}: "
+                "raise the target"
+            )
+        else:
+            side = (
+                f"the entropy stays below the target {target:g} nats with α at its lower limit {self.lo:g}: "
+                "lower the target"
+            )
+        return (
+            f"target unreachable: {side}, or give the actuator more authority (a lower τ so more tokens are "
+            "acted on, a larger alpha_limit, a higher learning rate or more epochs × mini-batches)"
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"run": _to_json(self.run), "star_run": _to_json(self.star_run)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.run = np.asarray(state.get("run", 0.0), dtype=float)
+        self.star_run = np.asarray(state.get("star_run", 0.0), dtype=float)
 
 
 class PIController:
@@ -156,6 +221,7 @@ class PIController:
         self.tracking_gain = float(tracking_gain)
         need(on_nonfinite in _NONFINITE_MODES, "on_nonfinite", f"one of {_NONFINITE_MODES}", on_nonfinite)
         self.on_nonfinite = on_nonfinite
+        self.monitor = ReachMonitor(*self.output_limits)
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -166,6 +232,7 @@ class PIController:
         self._error = np.zeros(self._shape)
         self._prev_integral = np.zeros(self._shape)
         self.step = 0
+        self.monitor.reset()
 
     @property
     def integral(self) -> float | np.ndarray:
@@ -186,6 +253,12 @@ class PIController:
         """The setpoint at ``step`` (default: the step the next `update` will use)."""
         step = self.step if step is None else step
         return float(self.target(step)) if callable(self.target) else self.target
+
+    @property
+    def target_reachable(self) -> float | np.ndarray:
+        """1.0 while the target looks reachable, 0.0 once α has saturated for ``monitor.patience`` steps
+        with the error pushing out (`ReachMonitor`)."""
+        return self.monitor.reachable()
 
     @property
     def p_term(self) -> float | np.ndarray:
@@ -221,6 +294,7 @@ class PIController:
             self.integral_limit,
         )
         self._prev_integral = self._integral.copy()
+        self.monitor.observe(np.where(finite, self.kp * error + self.ki * self._prev_integral, 0.0), error)
         if np.all(finite):
             self._alpha, self._integral, self._error = alpha, nxt, np.broadcast_to(error, alpha.shape)
         else:
@@ -238,6 +312,7 @@ class PIController:
             "integral": _to_json(self._integral),
             "alpha": _to_json(self._alpha),
             "error": _to_json(self._error),
+            "reach": self.monitor.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -260,6 +335,7 @@ class PIController:
         need(step >= 0, "controller state 'step'", ">= 0", step)
         self._integral, self._alpha, self._error = arrays["integral"], arrays["alpha"], arrays["error"]
         self.step = step
+        self.monitor.load_state_dict(state.get("reach", {}))  # absent in states saved before the monitor
 
     def __repr__(self) -> str:
         def fmt(x: np.ndarray) -> str:

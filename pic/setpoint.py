@@ -30,6 +30,7 @@ __all__ = [
     "SCHEDULES",
     "SETPOINT_SHAPES",
     "SHAPED_ENTROPIC_METHODS",
+    "AutoTarget",
     "Constant",
     "Cosine",
     "DecreaseIncreaseDecrease",
@@ -39,6 +40,7 @@ __all__ = [
     "PiecewiseLinear",
     "Schedule",
     "Step",
+    "auto_target",
     "schedule_from_dict",
     "shaped_setpoints",
 ]
@@ -349,3 +351,87 @@ def schedule_from_dict(spec: dict[str, Any] | float | Sequence) -> Schedule:
         return cls(**fields)
     except TypeError as exc:
         raise ValueError(f"schedule {kind!r}: {exc}") from None
+
+
+class AutoTarget:
+    """A target relative to the entropy the run starts from: H*(t) = f·H₀·s(t).
+
+    H₀ is the mean measured entropy over the first ``window`` steps (per loop for array
+    measurements); during the window the target is f times the running mean. ``shape`` (one of
+    `SETPOINT_SHAPES`, over ``total_steps``) multiplies it by the shape of `shaped_setpoints` for a
+    unit target, e.g. ``rise_then_fall`` goes 1 → 1.5 → 0.5 times f·H₀. This chooses a feasible,
+    stable target (one the run demonstrably has at its start), not a provably optimal one.
+
+    The controller calls ``observe(h, step)`` before ``value(step)``; the state round-trips as JSON.
+    """
+
+    def __init__(
+        self, relative: float = 1.0, window: int = 10, shape: str | None = None, total_steps: int | None = None
+    ) -> None:
+        need(
+            isinstance(relative, int | float) and 0 < relative < math.inf,
+            "target.relative",
+            "a number > 0",
+            relative,
+        )
+        need(isinstance(window, int) and window >= 1, "target.window", "an integer >= 1 (steps)", window)
+        need(shape is None or shape in SETPOINT_SHAPES, "target.shape", f"one of {SETPOINT_SHAPES} or None", shape)
+        need(
+            shape is None or (isinstance(total_steps, int) and total_steps >= 1),
+            "target.total_steps",
+            "an integer >= 1 with a shape",
+            total_steps,
+        )
+        self.relative, self.window, self.shape, self.total_steps = float(relative), window, shape, total_steps
+        self._unit = None if shape is None else schedule_from_dict(shaped_setpoints(1.0, total_steps)[shape])
+        self.reset()
+
+    def reset(self) -> None:
+        self._sum, self._count = np.zeros(()), 0
+
+    def observe(self, measured: Any, step: int) -> None:
+        """Accumulate H₀ from the measurements of steps 0..window−1."""
+        if step < self.window:
+            self._sum = self._sum + np.asarray(measured, dtype=float)
+            self._count += 1
+
+    @property
+    def initial(self) -> float | np.ndarray:
+        """H₀ so far (the running mean during the window), NaN before any measurement."""
+        return _out(self._sum / self._count) if self._count else math.nan
+
+    def value(self, step: int) -> float | np.ndarray:
+        """H*(step) per loop."""
+        scale = 1.0 if self._unit is None else self._unit(step)
+        return _out(self.relative * np.asarray(self.initial) * scale)
+
+    def __call__(self, step: int) -> float:
+        """The target averaged over loops (what is logged)."""
+        return float(np.mean(self.value(step)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"relative": self.relative, "window": self.window, "shape": self.shape, "total_steps": self.total_steps}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sum": self._sum.tolist(), "count": self._count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._sum, self._count = np.asarray(state["sum"], dtype=float), int(state["count"])
+
+    def __repr__(self) -> str:
+        return f"AutoTarget({self.to_dict()})"
+
+
+def auto_target(spec: Any) -> AutoTarget | None:
+    """`AutoTarget` for ``"initial"`` or a table with a ``relative`` key (window, shape, total_steps);
+    None for anything else (a number or a `schedule_from_dict` table)."""
+    if isinstance(spec, AutoTarget):
+        return spec
+    if spec == "initial":
+        return AutoTarget()
+    if isinstance(spec, dict) and "relative" in spec:
+        unknown = set(spec) - {"relative", "window", "shape", "total_steps"}
+        if unknown:
+            raise ValueError(f"target has no field(s) {sorted(unknown)}; fields: relative, window, shape, total_steps")
+        return AutoTarget(**spec)
+    return None

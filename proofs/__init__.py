@@ -9,13 +9,14 @@ Modules (importing this package registers all their checks):
 - `proofs.high_prob`: τ ≥ 1/2 makes the actuator sign-definite (effect has the sign of −α).
 - `proofs.robustness`: measurement delay, a step-to-step varying gain, noise, ramp drift.
 - `proofs.llm_plants`: the LLM-like bandit plants (PPO clip firing, Adam, sampled entropy).
+- `proofs.autotune`: the self-tuning controller (pole placement, margins, RLS in the loop).
 
 `python -m proofs` runs them all and prints a table (see `proofs.cli`).
 """
 
 # isort: off
 # import order is report order: one theorem after another
-from . import lemma_a, lemma_b, p_control, pi_control, high_prob, robustness, llm_plants
+from . import lemma_a, lemma_b, p_control, pi_control, high_prob, robustness, llm_plants, autotune
 
 # isort: on
 from .runner import (
@@ -41,6 +42,7 @@ __all__ = [
     "Evidence",
     "Undecided",
     "Verdict",
+    "autotune",
     "combine",
     "high_prob",
     "lemma_a",

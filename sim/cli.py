@@ -501,6 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="output directory (created)")
     p.set_defaults(func=cmd_delay_region)
+    __import__("sim.autotune").autotune.add_parser(sub)
     return parser
 
 

@@ -22,12 +22,14 @@ clip_cov                 Clip-Cov: drop high-covariance tokens        gradient m
 kl_cov                   KL-Cov: |log r| on top-covariance tokens     ratio (off-policy only)
 entropic                 EntroPIC PI (Kp 1, Ki 0.01)                  (1 ± α) token weights
 entropic_p               EntroPIC P only (Ki 0)                       (1 ± α) token weights
+entropic_auto            self-tuning EntroPIC (no gains given)        (1 ± α) token weights
 ======================== ============================================ ======================
 """
 
 from __future__ import annotations
 
 from . import grpo  # noqa: F401  (registers first: the registry lists levers in import order)
+from .autotune import EntroPICAuto
 from .base import Lever, LossModifiers, StepStats, TokenBatch, check_plant
 from .bonus import SKYWORK, TRL, AdaptiveEntropy, EntropyBonus, KLPenalty, SACTemperature
 from .clipping import CEGPPO, FLEXEC_STRATEGIES, ClipHigher, FlexEC
@@ -47,6 +49,7 @@ __all__ = [
     "ClipCov",
     "ClipHigher",
     "EntroPIC",
+    "EntroPICAuto",
     "EntropyBonus",
     "FlexEC",
     "KLCov",

@@ -16,6 +16,7 @@ errors are those of `pic.params.EntroPICParams`, prefixed with the lever's name.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ from .registry import register_lever
 __all__ = ["EntroPIC"]
 
 _DEFAULTS = EntroPICParams()
+log = logging.getLogger(__name__)
 
 
 @register_lever("entropic")
@@ -113,6 +115,9 @@ class EntroPIC(Lever):
     def update(self, stats: StepStats) -> None:
         h = measured(stats, self.signal)
         self._alpha = self._per_loop(self.controller.update(h if h.size > 1 else float(h.reshape(-1)[0])))
+        if not getattr(self, "_warned", False) and np.min(self.controller.target_reachable) == 0.0:
+            self._warned = True  # once per lever: the advice of the reachable-band monitor
+            log.warning("%s (step %d)", self.controller.monitor.advice(self.target_at(stats.step)), stats.step)
 
     def counts(self, old_logp, mask) -> dict[str, Any]:
         if self.normalization == "all_tokens":

@@ -117,13 +117,13 @@ def test_config_json_round_trips_through_loading(tmp_path):
     }
 
 
-def test_control_is_entropic_params_plus_enabled():
+def test_control_is_entropic_params_plus_enabled_and_autotune():
     from pic.params import EntroPICParams
 
     assert issubclass(ControlConfig, EntroPICParams)
     fields = [f.name for f in dataclasses.fields(ControlConfig)]
-    assert fields == [f.name for f in dataclasses.fields(EntroPICParams)] + ["enabled"]
-    assert {f.name: f.default for f in dataclasses.fields(ControlConfig) if f.name != "enabled"} == {
+    assert fields == [f.name for f in dataclasses.fields(EntroPICParams)] + ["enabled", "autotune"]
+    assert {f.name: f.default for f in dataclasses.fields(ControlConfig) if f.name not in ("enabled", "autotune")} == {
         f.name: f.default for f in dataclasses.fields(EntroPICParams)
     }
     lever = load_config(RLConfig, None, ["control.kp=3", "control.tau=0.5", "control.integral_limit=2"]).build_lever()
