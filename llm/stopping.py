@@ -106,6 +106,8 @@ def cut_at_stops(
         "logprobs": (batch.logprobs * mask)[:, :keep],
         "entropy": (batch.entropy * mask)[:, :keep],
     }
+    stop = torch.tensor(stopped, dtype=torch.bool, device=mask.device)
+    out["truncated"] = batch.truncated & ~stop  # a stop string found in the text ends a "truncated" row too
     fields = {f.name: getattr(batch, f.name) for f in dataclasses.fields(batch)} | out
     return type(batch)(**fields), stopped
 

@@ -144,9 +144,9 @@ def test_cut_and_truncation_on_a_hand_built_batch():
     ids = torch.tensor([[5, 7, 9, 5], [5, 5, 5, 5]])
     z = torch.zeros(2, 4)
     batch = RolloutBatch(torch.ones(2, 1, dtype=torch.long), torch.ones(2, 1, dtype=torch.long), ids,
-                         torch.ones(2, 4, dtype=torch.long), z - 1.0, z + 2.0)  # fmt: skip
+                         torch.ones(2, 4, dtype=torch.long), z - 1.0, z + 2.0, torch.tensor([True, True]))  # fmt: skip
     cut, stopped = cut_at_stops(batch, [7, 9], pad_id=0)
     assert cut.response_ids.tolist() == [[5, 7, 0, 0], [5, 5, 5, 5]] and stopped == [True, False]
     assert cut.logprobs.tolist()[0] == [-1.0, -1.0, 0.0, 0.0] and cut.entropy.tolist()[0] == [2.0, 2.0, 0.0, 0.0]
-    assert truncated(cut, stopped, 4).tolist() == [False, True]
+    assert truncated(cut, stopped, 4).tolist() == [False, True] == cut.truncated.tolist()
     assert truncated(cut, stopped, 5).tolist() == [False, False]
