@@ -259,7 +259,7 @@ class OptimConfig:
     """Final lr as a fraction of lr for the linear/cosine schedules, in [0, 1]."""
 
     def check(self) -> None:
-        need(self.lr > 0, "optim.lr", "> 0", self.lr)
+        need(is_finite_number(self.lr) and self.lr > 0, "optim.lr", "a finite number > 0", self.lr)
         need(self.weight_decay >= 0, "optim.weight_decay", ">= 0", self.weight_decay)
         need(0 <= self.beta1 < 1, "optim.beta1", "in [0, 1)", self.beta1)
         need(0 <= self.beta2 < 1, "optim.beta2", "in [0, 1)", self.beta2)
@@ -429,6 +429,8 @@ class TrainConfig:
     """Show a progress bar on the terminal."""
     threads: int = dataclasses.field(default_factory=lambda: default_threads())
     """torch CPU threads (default: half the cores, 1 to 4, so 1 on a 2-core machine; 0 = torch's default, all cores)."""
+    max_skipped_steps: int = 3
+    """Consecutive skipped steps (non-finite entropy, loss or gradient) after which the run stops (>= 0)."""
     parallel: Parallel = "ddp"
     """Under torchrun: 'ddp' (a full replica per rank) or 'fsdp' (FSDP2: parameters, gradients, optimizer sharded)."""
     eval_every: int = 0
@@ -452,6 +454,8 @@ class TrainConfig:
         need(self.save_every >= 0, "train.save_every", "an integer >= 0", self.save_every)
         need(self.keep_last >= 1, "train.keep_last", "an integer >= 1", self.keep_last)
         need(self.threads >= 0, "train.threads", "an integer >= 0", self.threads)
+        need(0 <= self.seed < 2**63, "train.seed", "an integer in [0, 2^63)", self.seed)
+        need(self.max_skipped_steps >= 0, "train.max_skipped_steps", "an integer >= 0", self.max_skipped_steps)
 
 
 @dataclasses.dataclass

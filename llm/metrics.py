@@ -30,6 +30,8 @@ __all__ = [
     "LeverTrace",
     "Metric",
     "MetricsLogger",
+    "RunStopped",
+    "check_skip_streak",
     "perf_metrics",
     "read_metrics",
     "reduce_sums",
@@ -158,6 +160,20 @@ def perf_metrics(tokens: float, trained_tokens: float, t_roll: float, t_train: f
     row["rollout_tokens_per_s"] = tokens / max(t_roll, 1e-9)
     row["train_tokens_per_s"] = trained_tokens / max(t_train, 1e-9)
     return row
+
+
+class RunStopped(ValueError):
+    """The run cannot go on (one line naming the setting that stopped it)."""
+
+
+def check_skip_streak(rows: list[dict[str, Any]], limit: int) -> None:
+    """Raise `RunStopped` when the last ``limit + 1`` rows are all skipped steps (non-finite loss, gradient, …)."""
+    streak = next((i for i, row in enumerate(reversed(rows)) if not row.get("skipped")), len(rows))
+    if streak > limit:
+        raise RunStopped(
+            f"{streak} steps in a row were skipped (non-finite entropy, loss or gradient), more than "
+            f"train.max_skipped_steps = {limit}: lower optim.lr or check the data and the reward"
+        )
 
 
 def tb_tag(key: str) -> str:

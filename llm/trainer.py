@@ -37,7 +37,7 @@ from .data import PromptStream
 from .datasets import load_data
 from .kl import add_kl, frozen_copy
 from .losses import PolicyLossConfig, policy_loss, response_logprobs
-from .metrics import LeverTrace, MetricsLogger, perf_metrics, reduce_sums, rollout_sums
+from .metrics import LeverTrace, MetricsLogger, check_skip_streak, perf_metrics, reduce_sums, rollout_sums
 from .model import load_model
 from .parallel import make_backend, training_mode
 from .prompts import PromptEncoder, PromptFormat
@@ -332,6 +332,7 @@ class Trainer:
                 if self.logger is not None:
                     self.logger.log(row)
                 rows.append(row)
+                check_skip_streak(rows, cfg.max_skipped_steps)  # before a later save could keep a broken run
                 if cfg.save_every and self.step_count % cfg.save_every == 0 and self.step_count < cfg.steps:
                     self.save()
             self.save()

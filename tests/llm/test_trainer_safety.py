@@ -73,3 +73,32 @@ def test_lever_metrics_describe_the_step_they_are_logged_with(tiny_model_dir, da
     )
     rows = train(cfg)
     assert rows[0]["cov_selected"] > 0  # logged before the update, it was the initial 0
+
+
+def test_a_run_of_skipped_steps_stops_before_anything_is_saved(tiny_model_dir, data_file, tmp_path, monkeypatch):
+    import llm.trainer as trainer_mod
+    from llm.metrics import RunStopped
+
+    real = trainer_mod.policy_loss
+
+    def nan_loss(*args, **kwargs):
+        loss, stats = real(*args, **kwargs)
+        return loss * float("nan"), stats
+
+    monkeypatch.setattr(trainer_mod, "policy_loss", nan_loss)
+    out = tmp_path / "run"
+    cfg = _cfg(tiny_model_dir, data_file, out, "train.steps=5", "train.max_skipped_steps=1")
+    with pytest.raises(RunStopped, match=r"2 steps in a row .* train.max_skipped_steps = 1"):
+        train(cfg)
+    assert [r["skipped"] for r in read_metrics(out)] == [True, True]
+    assert not (out / "checkpoints").exists() or not any((out / "checkpoints").glob("step_*"))
+
+
+@pytest.mark.parametrize(
+    ("key", "field"), [("optim.lr=inf", "optim.lr"), ("train.seed=-1", "train.seed"), ("optim.lr=nan", "optim.lr")]
+)
+def test_non_finite_lr_and_negative_seed_are_refused(tiny_model_dir, data_file, tmp_path, key, field):
+    from llm.config import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"^{field} must be"):
+        _cfg(tiny_model_dir, data_file, tmp_path / "run", key)
