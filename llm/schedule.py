@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-__all__ = ["lr_lambda"]
+__all__ = ["lr_lambda", "schedule_horizon"]
 
 
 def lr_lambda(schedule: str, warmup: int, total: int, min_ratio: float) -> Callable[[int], float]:
@@ -31,3 +31,12 @@ def lr_lambda(schedule: str, warmup: int, total: int, min_ratio: float) -> Calla
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return f
+
+
+def schedule_horizon(steps: int, resumed: dict | None) -> int:
+    """T of the step schedules (lr, and levers that read ``StepStats.total_steps``): ``train.steps`` of a new
+    run; a resumed run keeps the T it was started with, so ``--resume --steps N`` extends a run past its plan
+    (the schedules stay at their final values) and never re-times the steps already trained."""
+    if resumed is None:
+        return steps
+    return int(resumed.get("horizon", resumed["config"]["train"]["steps"]))

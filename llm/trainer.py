@@ -44,7 +44,7 @@ from .prompts import PromptEncoder, PromptFormat
 from .rollout import RolloutBatch, generate, rollout_options
 from .rundir import lock_run_dir
 from .samples import Reports
-from .schedule import lr_lambda
+from .schedule import lr_lambda, schedule_horizon
 
 __all__ = ["Trainer", "train"]
 
@@ -86,7 +86,8 @@ class Trainer:
         o = cfg.optim
         adamw = {"lr": o.lr, "betas": (o.beta1, o.beta2), "eps": o.eps, "weight_decay": o.weight_decay}
         self.optimizer = torch.optim.AdamW(self.model.parameters(), **adamw, fused=self.device.type == "cuda")
-        schedule = lr_lambda(o.schedule, o.warmup_steps, cfg.train.steps, o.min_lr_ratio)
+        self.horizon = schedule_horizon(cfg.train.steps, resumed)  # a resumed run keeps its first plan's
+        schedule = lr_lambda(o.schedule, o.warmup_steps, self.horizon, o.min_lr_ratio)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         p = cfg.ppo
         self.loss_cfg = PolicyLossConfig(p.eps_low, p.eps_high, p.dual_clip, cfg.control.tau)
@@ -134,7 +135,7 @@ class Trainer:
             lever = {"name": self.lever.name, "state": self.lever.state_dict()}
             state = {"step": self.step_count, "optimizer": optimizer, "scheduler": self.scheduler.state_dict()}
             state |= {"lever": lever, "stream": self.stream.state_dict(), "last_clip_frac": self.last_clip_frac}
-            state |= {"rng": capture_rng(self.generators), "config": config_to_dict(self.cfg)}
+            state |= {"rng": capture_rng(self.generators), "config": config_to_dict(self.cfg), "horizon": self.horizon}
             files = {"model": self.model, "tokenizer": self.tokenizer, "keep_last": self.cfg.train.keep_last}
             path = save_checkpoint(self.ckpt_dir, self.step_count, trainer_state=state, state_dict=weights, **files)
         self.backend.barrier()
@@ -156,7 +157,7 @@ class Trainer:
         self.last_clip_frac = state.get("last_clip_frac", math.nan)
         restore_rng(state["rng"], self.generators)
         self.step_count = int(state["step"])
-        log.info("resumed from %s (step %d)", path, self.step_count)
+        log.info("resumed from %s (step %d; schedules over %d steps)", path, self.step_count, self.horizon)
 
     # ---------------------------------------------------------------- rollout
     def rollout(self, examples) -> tuple[RolloutBatch, torch.Tensor, Any]:
@@ -296,7 +297,7 @@ class Trainer:
         finite = math.isfinite(stats["entropy"]) and math.isfinite(stats["entropy_nll"])
         if finite:
             h, nll, reward = stats["entropy"], stats["entropy_nll"], stats["reward_mean"]
-            lever.update(StepStats(self.step_count, cfg.train.steps, h, nll, reward, self.last_clip_frac))
+            lever.update(StepStats(self.step_count, self.horizon, h, nll, reward, self.last_clip_frac))
         self.backend.check_replicated("the lever state", lever.metrics())
         # policy update: epochs × mini-batches × micro-batches (None: a non-finite loss or gradient)
         t1 = time.perf_counter()

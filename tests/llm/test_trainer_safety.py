@@ -102,3 +102,14 @@ def test_non_finite_lr_and_negative_seed_are_refused(tiny_model_dir, data_file, 
 
     with pytest.raises(ConfigError, match=rf"^{field} must be"):
         _cfg(tiny_model_dir, data_file, tmp_path / "run", key)
+
+
+def test_extending_a_finished_run_keeps_its_schedule_horizon(tiny_model_dir, data_file, tmp_path):
+    """`--resume --steps 4` after a 2-step linear-decay run: steps 3-4 run at the schedule's end value."""
+    out = tmp_path / "run"
+    decay = ["optim.schedule=linear", "optim.min_lr_ratio=0.25", "optim.lr=1e-3"]
+    first = train(_cfg(tiny_model_dir, data_file, out, *decay))
+    more = train(_cfg(tiny_model_dir, data_file, out, *decay, "train.steps=4", "train.resume=true"))
+    assert [r["step"] for r in more] == [3, 4]
+    assert first[0]["lr"] > first[1]["lr"]  # the 2-step plan decays
+    assert more[0]["lr"] == more[1]["lr"] == pytest.approx(0.25e-3)  # its end value, not a re-timed 4-step decay
