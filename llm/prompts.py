@@ -66,16 +66,35 @@ def render_prompt(tokenizer, example, fmt: PromptFormat) -> str:
 class PromptEncoder:
     """Rendered prompts and their token ids, cached per prompt (a run sees each prompt many times)."""
 
-    def __init__(self, tokenizer, fmt: PromptFormat) -> None:
-        self.tokenizer, self.fmt = tokenizer, fmt
+    def __init__(self, tokenizer, fmt: PromptFormat, *, max_tokens: int | None = None) -> None:
+        self.tokenizer, self.fmt, self.max_tokens = tokenizer, fmt, max_tokens
         self._cache: dict[Any, tuple[str, list[int]]] = {}
 
+    @classmethod
+    def for_model(cls, tokenizer, model, cfg) -> PromptEncoder:
+        """The trainer's encoder: ``cfg.data``'s format, prompts limited to the model's positions minus
+        ``cfg.rollout.max_new_tokens`` (`llm.model.context_length`; no limit if the model does not say)."""
+        from .model import context_length
+
+        context = context_length(model)
+        limit = None if context is None else context - cfg.rollout.max_new_tokens
+        return cls(tokenizer, PromptFormat.of(cfg.data), max_tokens=limit)
+
     def __call__(self, example) -> tuple[str, list[int]]:
-        """(rendered text, token ids) of an example's prompt."""
+        """(rendered text, token ids) of an example's prompt; a prompt over ``max_tokens`` is a `DataError`."""
         key = (example.prompt, repr(example.meta.get("messages")))
         if key not in self._cache:
             text = render_prompt(self.tokenizer, example, self.fmt)
-            self._cache[key] = (text, self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if self.max_tokens is not None and len(ids) > self.max_tokens:
+                from .data import DataError
+
+                raise DataError(
+                    f"a prompt is {len(ids)} tokens after templating, over the limit of {self.max_tokens} (the "
+                    f"model's positions minus rollout.max_new_tokens): {text[:60]!r}…; shorten it or lower "
+                    "rollout.max_new_tokens"
+                )
+            self._cache[key] = (text, ids)
         return self._cache[key]
 
     def text(self, example) -> str:

@@ -40,7 +40,7 @@ from .losses import PolicyLossConfig, policy_loss, response_logprobs
 from .metrics import LeverTrace, MetricsLogger, check_skip_streak, perf_metrics, reduce_sums, rollout_sums
 from .model import load_model
 from .parallel import make_backend, training_mode
-from .prompts import PromptEncoder, PromptFormat
+from .prompts import PromptEncoder
 from .rollout import RolloutBatch, generate, rollout_options
 from .rundir import lock_run_dir
 from .samples import Reports
@@ -80,7 +80,7 @@ class Trainer:
         resumed = self.backend.wrap(self.model, checkpoint=checkpoint, sampling_dtype=cfg.model.dtype)
         self.eos_id, self.pad_id = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
         self.pad_id = self.pad_id if self.pad_id is not None else self.eos_id
-        self.prompts = PromptEncoder(self.tokenizer, PromptFormat.of(cfg.data))  # templating (llm.prompts)
+        self.prompts = PromptEncoder.for_model(self.tokenizer, self.model, cfg)  # templating (llm.prompts)
         self.finisher = Finisher(self.model, self.tokenizer, cfg.rollout, reward_terms(cfg.reward), self.pad_id)
         self.stream = PromptStream(load_data(cfg.data.train, cfg.data), seed=cfg.train.seed, shuffle=cfg.data.shuffle)
         o = cfg.optim

@@ -113,3 +113,12 @@ def test_extending_a_finished_run_keeps_its_schedule_horizon(tiny_model_dir, dat
     assert [r["step"] for r in more] == [3, 4]
     assert first[0]["lr"] > first[1]["lr"]  # the 2-step plan decays
     assert more[0]["lr"] == more[1]["lr"] == pytest.approx(0.25e-3)  # its end value, not a re-timed 4-step decay
+
+
+def test_a_prompt_longer_than_the_model_allows_is_one_clear_error(tiny_model_dir, tmp_path):
+    from llm.data import DataError, Example
+
+    data = write_jsonl(tmp_path / "long.jsonl", [Example("1+" * 200 + "1=", "201", "arithmetic")] * 2)
+    cfg = _cfg(tiny_model_dir, data, tmp_path / "run", "rollout.max_new_tokens=8")
+    with pytest.raises(DataError, match=r"over the limit of \d+ \(the model's positions minus rollout.max_new_tokens"):
+        train(cfg)
