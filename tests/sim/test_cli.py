@@ -220,3 +220,11 @@ def test_report_says_no_smoothing_for_short_runs_and_writes_strict_json(tmp_path
     assert "no smoothing" in md and "of 1 steps" not in md
     row = _strict((tmp_path / "report.json").read_text())["rows"][0]
     assert row["clip_frac"] is None and "nan" in row["clip_frac_null_reason"]
+
+
+def test_unwritable_out_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["linear", "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and "Traceback" not in err
