@@ -312,7 +312,7 @@ class PIController:
             "integral": _to_json(self._integral),
             "alpha": _to_json(self._alpha),
             "error": _to_json(self._error),
-            "reach": self.monitor.state_dict(),
+            "reach_run": _to_json(self.monitor.run),  # flat, so states compare as flat dicts of numbers
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -335,7 +335,7 @@ class PIController:
         need(step >= 0, "controller state 'step'", ">= 0", step)
         self._integral, self._alpha, self._error = arrays["integral"], arrays["alpha"], arrays["error"]
         self.step = step
-        self.monitor.load_state_dict(state.get("reach", {}))  # absent in states saved before the monitor
+        self.monitor.run = np.asarray(state.get("reach_run", 0.0), dtype=float)  # absent in older states
 
     def __repr__(self) -> str:
         def fmt(x: np.ndarray) -> str:

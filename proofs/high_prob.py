@@ -42,7 +42,9 @@ def check_argmax_sympy() -> tuple[Verdict, str]:
     ev = Evidence()
     tau = sp.Symbol("tau", real=True)
     region = sp.solve_univariate_inequality(1 - tau <= tau, tau, relational=False)
-    ev.require("1 − τ ≤ τ ⇔ τ ≥ 1/2", region == sp.Interval(sp.Rational(1, 2), sp.oo), f"solver gave {region}")
+    ev.require(
+        "1 − τ ≤ τ ⇔ τ ≥ 1/2", region == sp.Interval(sp.Rational(1, 2), sp.oo), f"solver gave {region}"
+    )
     # τ = 1/2 + s, π_a = τ + d, another token π_b = (1 − π_a) − r  (s, r ≥ 0, d > 0)
     s, r = sp.symbols("s r", nonnegative=True)
     d = sp.Symbol("d", positive=True)
@@ -57,8 +59,12 @@ def check_argmax_sympy() -> tuple[Verdict, str]:
     h = -sum(q * sp.log(q) for q in p)
     c = [sp.log(q) + h for q in p]
     b_low = p[1] * c[1] - sum(q**2 * cb for q, cb in zip(p, c, strict=True))
-    ev.require("τ = 2/5: π = (11/20, 9/20) gives B(low) < 0", b_low.is_negative is True, f"B = {sp.N(b_low, 6)}")
-    return ev.result(f"needs τ ∈ {region}; π_a − π_b = 2s + 2d + r > 0; τ = 2/5 counterexample B = {float(b_low):.4f}")
+    ev.require(
+        "τ = 2/5: π = (11/20, 9/20) gives B(low) < 0", b_low.is_negative is True, f"B = {sp.N(b_low, 6)}"
+    )
+    return ev.result(
+        f"needs τ ∈ {region}; π_a − π_b = 2s + 2d + r > 0; τ = 2/5 counterexample B = {float(b_low):.4f}"
+    )
 
 
 @register_check("High-prob: actuator effect has the sign of −α (sympy)")
@@ -125,7 +131,9 @@ def check_actuator_numeric(
     prob, adv, al = rng.uniform(0.5, 1, 4000), rng.standard_normal(4000), rng.uniform(-1, 1, 4000)
     adv[:50] = 0.0
     got = np.asarray(entropic_weights(prob, adv, al, tau), dtype=float)
-    ev.require("w = 1 + α·sign(A)·1[π > τ]", np.allclose(got, 1 + al * np.sign(adv) * (prob > tau), atol=1e-15))
+    ev.require(
+        "w = 1 + α·sign(A)·1[π > τ]", np.allclose(got, 1 + al * np.sign(adv) * (prob > tau), atol=1e-15)
+    )
     eta = 1e-4
     checked, wrong_sign, worst_rel = 0, 0, 0.0
     for k in (2, 5, 20, 100):
@@ -140,7 +148,9 @@ def check_actuator_numeric(
             for sgn_a in (1.0, -1.0):
                 a_val = sgn_a * rng.uniform(0.2, 2.0)
                 for alpha in (0.5, -0.5):
-                    w = float(np.asarray(entropic_weights(np.array([p[a]]), np.array([a_val]), alpha, tau))[0])
+                    w = float(
+                        np.asarray(entropic_weights(np.array([p[a]]), np.array([a_val]), alpha, tau))[0]
+                    )
                     dh_w = entropy(z + eta * a_val * w * step) - entropy(z)
                     dh_0 = entropy(z + eta * a_val * step) - entropy(z)
                     effect = float(dh_w - dh_0)
@@ -153,5 +163,6 @@ def check_actuator_numeric(
     ev.require("sign −α", wrong_sign == 0, f"{wrong_sign} of {checked} with the wrong sign")
     ev.require("= −η·α·|A|·B to first order", worst_rel <= 1e-2, f"rel. error {worst_rel:.1e}")
     return ev.result(
-        f"{checked} confident (π > {tau}) updates: ΔH(α) − ΔH(0) has sign −α, matches −η·α·|A|·B within {worst_rel:.0e}"
+        f"{checked} confident (π > {tau}) updates: ΔH(α) − ΔH(0) has sign −α, "
+        f"matches −η·α·|A|·B within {worst_rel:.0e}"
     )

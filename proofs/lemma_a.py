@@ -71,7 +71,9 @@ def check_grad_sympy(
     ev = Evidence()
     for k in ks:
         z, p, logp, h, to_y = softmax_symbols(k)
-        results = [prove_softmax_identity(sp.diff(h, z[b]) - formula(p[b], logp[b], h), to_y) for b in range(k)]
+        results = [
+            prove_softmax_identity(sp.diff(h, z[b]) - formula(p[b], logp[b], h), to_y) for b in range(k)
+        ]
         ev.add_many(f"K={k}", results)
     return ev.result(f"∂H/∂z_b = −π_b(log π_b + H) exactly for K ∈ {list(ks)}, all b")
 
@@ -125,7 +127,9 @@ def check_covariance_sympy(
         d = sp.symbols(f"d1:{k + 1}", real=True)
         logp = [sp.log(q) for q in p]
         h = -sum(q * l for q, l in zip(p, logp, strict=True))
-        ev.add(f"K={k}: Σ π(log π + H) = 0", *prove_zero(sum(q * (l + h) for q, l in zip(p, logp, strict=True))))
+        ev.add(
+            f"K={k}: Σ π(log π + H) = 0", *prove_zero(sum(q * (l + h) for q, l in zip(p, logp, strict=True)))
+        )
         cov = _mean(p, [l * dv for l, dv in zip(logp, d, strict=True)]) - _mean(p, logp) * _mean(p, d)
         first_order = sum(formula(q, l, h) * dv for q, l, dv in zip(p, logp, d, strict=True))
         ev.add(f"K={k}: ΣdH/dz·Δz = −Cov", *prove_zero(first_order + cov))
@@ -177,4 +181,6 @@ def check_first_order_numeric(grad: Callable[[np.ndarray], np.ndarray] = entropy
         worst_growth = max(worst_growth, float(c[1:].max() / (1.5 * c[0] + 1e-3)))
     ev.require("∇H·Δz = −Cov", worst_identity <= 1e-9, f"rel. gap {worst_identity:.1e}")
     ev.require("remainder O(ε²)", worst_growth <= 1.0, f"growth {worst_growth:.2f}")
-    return ev.result(f"|ΔH + ε·Cov|/ε² ≤ {c_max:.2g} for ε ∈ 1e-2..1e-4; ∇H·Δz = −Cov to {worst_identity:.0e}")
+    return ev.result(
+        f"|ΔH + ε·Cov|/ε² ≤ {c_max:.2g} for ε ∈ 1e-2..1e-4; ∇H·Δz = −Cov to {worst_identity:.0e}"
+    )

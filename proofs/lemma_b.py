@@ -86,7 +86,9 @@ def check_identity_sympy(formula: BFormula = b_formula, ks: Sequence[int] = (2, 
         c = [l + h for l in logp]
         sum_form = sum(p[b] * (p[0] * c[0] - p[b] * c[b]) for b in range(k))
         ev.add(f"Σ-form K={k}", *prove_zero(formula(p, c, 0) - sum_form))
-    return ev.result("∇H·Δz = −ηA·B(a) exactly (K=2..4), general-K Kronecker sum, B = Σ_b π_b(π_a c_a − π_b c_b)")
+    return ev.result(
+        "∇H·Δz = −ηA·B(a) exactly (K=2..4), general-K Kronecker sum, B = Σ_b π_b(π_a c_a − π_b c_b)"
+    )
 
 
 @register_check("Lemma B: B(argmax) ≥ 0 (sympy, two cases + H ≥ −log π_max)")
@@ -151,7 +153,8 @@ def check_b_sign_numeric(
     ev.require("B(argmax) ≥ 0", min_top >= -1e-12, f"min {min_top:.2e}")
     ev.require("sign flips exist", flips > 0, f"{flips} distributions with B(a) < 0")
     return ev.result(
-        f"min B(argmax) = {min_top:.1e} over {dists} distributions; {flips} have a low-probability token with B < 0"
+        f"min B(argmax) = {min_top:.1e} over {dists} distributions; "
+        f"{flips} have a low-probability token with B < 0"
     )
 
 

@@ -73,7 +73,9 @@ def test_entropy_grad_matches_a_direct_difference():
     z = np.array([0.3, -1.2, 2.0, 0.0])
     h = 1e-6
     e0 = np.eye(4)[0] * h
-    assert lemma_a.entropy_grad(z)[0] == pytest.approx((entropy(z + e0) - entropy(z - e0)) / (2 * h), rel=1e-7)
+    assert lemma_a.entropy_grad(z)[0] == pytest.approx(
+        (entropy(z + e0) - entropy(z - e0)) / (2 * h), rel=1e-7
+    )
 
 
 def test_covariance_is_centred():

@@ -156,6 +156,7 @@ def test_registry_names_and_parameters():
         "kl_cov",
         "entropic",
         "entropic_p",
+        "entropic_auto",
     }
     for name in LEVERS:
         lever = make_lever(name, loops=3)
