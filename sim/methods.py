@@ -50,7 +50,7 @@ def _lever_params(name: str, target: float, gains: dict[str, Any]) -> dict[str, 
         return {}  # make_lever names the unknown lever
     cls, preset = LEVERS[name]
     params: dict[str, Any] = {}
-    if issubclass(cls, EntroPIC):
+    if issubclass(cls, EntroPIC) and "kp" in lever_parameters(name):  # not the self-tuning one
         params = {"kp": gains["kp"]} if "ki" in preset else dict(gains)
     if "target" in lever_parameters(name):
         params["target"] = target

@@ -18,8 +18,8 @@ from ..autotune import SelfTuningPI
 from ..params import EntroPICParams
 from ..setpoint import auto_target, schedule_from_dict
 from ..validation import ParameterError
-from ._common import check_signal, measured
-from .base import Lever, StepStats
+from ._common import check_signal
+from .base import Lever
 from .entropic import EntroPIC
 from .registry import register_lever
 
@@ -31,8 +31,8 @@ _DEFAULTS = EntroPICParams()
 
 
 @register_lever("entropic_auto", compared=False)
-class EntroPICAuto(Lever):
-    """EntroPIC with self-tuned gains.
+class EntroPICAuto(EntroPIC):
+    """EntroPIC with self-tuned gains (the actuator, α, targets and state are `EntroPIC`'s).
 
     Parameters
     ----------
@@ -58,7 +58,7 @@ class EntroPICAuto(Lever):
         signal: str = "entropy",
         loops: int = 1,
     ) -> None:
-        super().__init__(loops)
+        Lever.__init__(self, loops)
         EntroPICParams(tau=tau, normalization=normalization, alpha_limit=alpha_limit).check(
             prefix=f"{self.name}.", fields=("tau", "normalization", "alpha_limit")
         )
@@ -86,51 +86,14 @@ class EntroPICAuto(Lever):
         self._alpha = np.zeros(self.loops)
         self._warned = False
 
-    counts = EntroPIC.counts
-    modify = EntroPIC.modify
-
-    def config(self) -> dict[str, Any]:
-        return dict(self._config)
-
-    @property
-    def alpha(self) -> np.ndarray:
-        """α of the current step, shape (L,)."""
-        return self._alpha
-
-    def target_at(self, step: int) -> float:
-        return self.controller.target_at(step)
-
-    def update(self, stats: StepStats) -> None:
-        h = measured(stats, self.signal)
-        self._alpha = self._per_loop(self.controller.update(h if h.size > 1 else float(h.reshape(-1)[0])))
-        if not self._warned and np.min(self.controller.target_reachable) == 0.0:
-            self._warned = True
-            log.warning("%s (step %d)", self.unreachable_message(), stats.step)
-
     def metrics(self) -> dict[str, float]:
         c = self.controller
-        return {
-            "alpha": float(np.mean(self._alpha)),
-            "integral": float(np.mean(c.integral)),
-            "p_term": float(np.mean(c.p_term)),
-            "i_term": float(np.mean(c.i_term)),
-            "k_hat": float(np.mean(c.k_hat)),
-            "b_hat": float(np.mean(c.b_hat)),
-            "kp": float(np.mean(c.kp)),
-            "ki": float(np.mean(c.ki)),
-            "alpha_star": float(np.mean(c.alpha_star)),
-            "excited": float(np.mean(c.excited)),
-            "target_reachable": float(np.min(c.target_reachable)),
-        }
+        identified = {"k_hat": c.k_hat, "b_hat": c.b_hat, "kp": c.kp, "ki": c.ki, "alpha_star": c.alpha_star}
+        own = {key: float(np.mean(value)) for key, value in identified.items()}
+        own |= {"excited": float(np.mean(c.excited)), "target_reachable": float(np.min(c.target_reachable))}
+        return super().metrics() | own
 
     def unreachable_message(self) -> str:
         """The one-line warning for ``target_reachable == 0`` (what to change)."""
         c = self.controller
-        return c.monitor.advice(c.target_at(), c.alpha_star)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"controller": self.controller.state_dict(), "alpha": [float(a) for a in self._alpha]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.controller.load_state_dict(state["controller"])
-        self._alpha = self._per_loop(state["alpha"])
+        return c.monitor.advice(c.target_at(c.step - 1), c.alpha_star)

@@ -117,7 +117,11 @@ class EntroPIC(Lever):
         self._alpha = self._per_loop(self.controller.update(h if h.size > 1 else float(h.reshape(-1)[0])))
         if not getattr(self, "_warned", False) and np.min(self.controller.target_reachable) == 0.0:
             self._warned = True  # once per lever: the advice of the reachable-band monitor
-            log.warning("%s (step %d)", self.controller.monitor.advice(self.target_at(stats.step)), stats.step)
+            log.warning("%s (step %d)", self.unreachable_message(), stats.step)
+
+    def unreachable_message(self) -> str:
+        """The one-line warning for ``target_reachable == 0`` (what to change), at the last measured step."""
+        return self.controller.monitor.advice(self.controller.target_at(self.controller.step - 1))
 
     def counts(self, old_logp, mask) -> dict[str, Any]:
         if self.normalization == "all_tokens":
