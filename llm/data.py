@@ -38,7 +38,16 @@ import numpy as np
 
 from .reward import REWARDS
 
-__all__ = ["DataError", "Example", "PromptStream", "check_prompts", "load_jsonl", "load_jsonl_rows", "write_jsonl"]
+__all__ = [
+    "DataError",
+    "Example",
+    "PromptStream",
+    "check_prompts",
+    "jsonl_objects",
+    "load_jsonl",
+    "load_jsonl_rows",
+    "write_jsonl",
+]
 
 _KEYS = ("prompt", "answer", "task", "meta")
 _MAX_REPR = 60
@@ -141,14 +150,11 @@ def load_jsonl(path: str | os.PathLike[str]) -> list[Example]:
     return [ex for _, ex in load_jsonl_rows(path)]
 
 
-def load_jsonl_rows(path: str | os.PathLike[str]) -> list[tuple[int, Example]]:
-    """`load_jsonl` with the 1-based line number of each example (for messages such as `check_prompts`')."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    if not path.is_file():
-        raise DataError(f"{path}: not a file")
-    rows = []
+def jsonl_objects(path: str | os.PathLike[str]) -> Iterator[tuple[int, str, Any]]:
+    """(1-based line number, ``"<path>:<line>"``, decoded JSON value) of each non-blank line of a JSONL file.
+
+    A line that is not UTF-8 or not JSON is a `DataError` naming the file and line; a UTF-8 BOM is allowed.
+    """
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, start=1):
             where = f"{path}:{number}"
@@ -157,7 +163,17 @@ def load_jsonl_rows(path: str | os.PathLike[str]) -> list[tuple[int, Example]]:
             except UnicodeDecodeError as exc:
                 raise DataError(f"{where}: not valid UTF-8 (byte {exc.start + 1})") from None
             if line.strip():
-                rows.append((number, _parse_object(_decode(line, where), where)))
+                yield number, where, _decode(line, where)
+
+
+def load_jsonl_rows(path: str | os.PathLike[str]) -> list[tuple[int, Example]]:
+    """`load_jsonl` with the 1-based line number of each example (for messages such as `check_prompts`')."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if not path.is_file():
+        raise DataError(f"{path}: not a file")
+    rows = [(number, _parse_object(obj, where)) for number, where, obj in jsonl_objects(path)]
     if not rows:
         raise DataError(f"{path}: no examples")
     return rows

@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .data import DataError, Example, _decode, _short
+from .data import DataError, Example, _short, jsonl_objects
 from .reward import REWARDS
 
 __all__ = ["FORMATS", "boxed_answer", "gsm8k_answer", "load_examples", "read_rows"]
@@ -82,15 +82,8 @@ def read_rows(path: str | os.PathLike[str]) -> Iterator[tuple[str, Any]]:
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[str, Any]]:
-    with open(path, "rb") as fh:
-        for number, raw in enumerate(fh, start=1):
-            where = f"{path}:{number}"
-            try:
-                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataError(f"{where}: not valid UTF-8 (byte {exc.start + 1})") from None
-            if line.strip():
-                yield where, _decode(line, where)
+    for _, where, obj in jsonl_objects(path):
+        yield where, obj
 
 
 def _json_rows(path: Path) -> Iterator[tuple[str, Any]]:

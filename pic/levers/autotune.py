@@ -9,7 +9,6 @@ drift b and places kp, ki for ``settling_steps``. Metrics: α, the P and I terms
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import numpy as np
@@ -24,8 +23,6 @@ from .entropic import EntroPIC
 from .registry import register_lever
 
 __all__ = ["EntroPICAuto"]
-
-log = logging.getLogger(__name__)
 
 _DEFAULTS = EntroPICParams()
 
