@@ -217,7 +217,7 @@ def test_bucketed_attention_spans_sample_what_eager_samples(tiny_model_dir):
     assert torch.allclose(eager.logprobs, static.logprobs, atol=1e-5)
 
 
-def test_init_tiny_shape_presets_and_vocab_size(tmp_path):
+def test_init_tiny_shape_presets_and_embedding_size(tmp_path):
     from llm.config import InitTinyConfig
     from llm.model import SHAPES, build_tiny
     from pic.validation import ParameterError
@@ -225,9 +225,11 @@ def test_init_tiny_shape_presets_and_vocab_size(tmp_path):
     assert SHAPES["qwen2.5-1.5b"]["num_layers"] == 28 and SHAPES["qwen2.5-0.5b"]["hidden_size"] == 896
     with pytest.raises(ParameterError, match="shape must be one of"):
         InitTinyConfig(out="x", shape="gpt-5").check()
-    with pytest.raises(ParameterError, match="vocab_size must be"):
-        InitTinyConfig(out="x", vocab_size=-1).check()
+    with pytest.raises(ParameterError, match="embedding_size must be"):
+        InitTinyConfig(out="x", embedding_size=-1).check()
     with pytest.raises(ValueError, match="shape must be one of"):
         build_tiny(tmp_path / "bad", alphabet="ab", shape="gpt-5")
-    model, tok = load_model(build_tiny(tmp_path / "m", alphabet="0123", hidden_size=16, num_layers=1, vocab_size=300))
+    model, tok = load_model(
+        build_tiny(tmp_path / "m", alphabet="0123", hidden_size=16, num_layers=1, embedding_size=300)
+    )
     assert model.get_input_embeddings().weight.shape == (300, 16) and len(tok) < 300
