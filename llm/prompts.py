@@ -66,8 +66,8 @@ def render_prompt(tokenizer, example, fmt: PromptFormat) -> str:
 class PromptEncoder:
     """Rendered prompts and their token ids, cached per prompt (a run sees each prompt many times)."""
 
-    def __init__(self, tokenizer, fmt: PromptFormat, *, max_tokens: int | None = None) -> None:
-        self.tokenizer, self.fmt, self.max_tokens = tokenizer, fmt, max_tokens
+    def __init__(self, tokenizer, fmt: PromptFormat, *, max_tokens: int | None = None, source: str = "data") -> None:
+        self.tokenizer, self.fmt, self.max_tokens, self.source = tokenizer, fmt, max_tokens, source
         self._cache: dict[Any, tuple[str, list[int]]] = {}
 
     @classmethod
@@ -78,14 +78,22 @@ class PromptEncoder:
 
         context = context_length(model)
         limit = None if context is None else context - cfg.rollout.max_new_tokens
-        return cls(tokenizer, PromptFormat.of(cfg.data), max_tokens=limit)
+        return cls(tokenizer, PromptFormat.of(cfg.data), max_tokens=limit, source=str(cfg.data.train))
 
     def __call__(self, example) -> tuple[str, list[int]]:
-        """(rendered text, token ids) of an example's prompt; a prompt over ``max_tokens`` is a `DataError`."""
+        """(rendered text, token ids) of an example's prompt.
+
+        A prompt over ``max_tokens``, or with a character the tokenizer maps to its unknown token, is a
+        one-line `DataError`.
+        """
         key = (example.prompt, repr(example.meta.get("messages")))
         if key not in self._cache:
             text = render_prompt(self.tokenizer, example, self.fmt)
             ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if getattr(self.tokenizer, "unk_token_id", None) in ids:  # a character the tokenizer does not know
+                from .data import check_prompts
+
+                check_prompts([example], self.tokenizer, source=self.source, lines=[f"prompt {example.prompt[:40]!r}"])
             if self.max_tokens is not None and len(ids) > self.max_tokens:
                 from .data import DataError
 

@@ -122,3 +122,11 @@ def test_a_prompt_longer_than_the_model_allows_is_one_clear_error(tiny_model_dir
     cfg = _cfg(tiny_model_dir, data, tmp_path / "run", "rollout.max_new_tokens=8")
     with pytest.raises(DataError, match=r"over the limit of \d+ \(the model's positions minus rollout.max_new_tokens"):
         train(cfg)
+
+
+def test_a_character_outside_the_alphabet_is_one_clear_error(tiny_model_dir, tmp_path):
+    from llm.data import DataError, Example
+
+    data = write_jsonl(tmp_path / "odd.jsonl", [Example("1+1=\u00e9", "2", "arithmetic")] * 2)
+    with pytest.raises(DataError, match=r"odd.jsonl.*character 'é' \(U\+00E9\).*does not know"):
+        train(_cfg(tiny_model_dir, data, tmp_path / "run"))
