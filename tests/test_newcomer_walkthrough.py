@@ -110,6 +110,7 @@ def _flags_of(help_text: str) -> set[str]:
     return set(re.findall(r"(--[a-z][a-z0-9._-]*)", help_text))
 
 
+@pytest.mark.slow  # ~30 s: one `--help` process per documented command
 def test_every_flag_in_the_docs_is_one_its_command_accepts():
     """Cheap: one ``--help`` per distinct command; every flag a document uses must be listed there."""
     helps: dict[str, set[str]] = {}

@@ -67,6 +67,7 @@ def test_stability_tiny(tmp_path, capsys):
     assert (tmp_path / "stability_off.png").exists()
 
 
+@pytest.mark.slow  # ~45 s: every plant, windup case and method of `sim compare`
 def test_compare_tiny(tmp_path, capsys):
     args = [
         "compare",
