@@ -192,6 +192,8 @@ def demo_figure(
         step = np.array([r["step"] for r in rows], dtype=float)
         for ax, key in zip(axes, ("entropy", "alpha", "integral", "reward_mean"), strict=True):
             y = np.array([np.nan if r.get(key) is None else r[key] for r in rows], dtype=float)
+            if not np.isfinite(y).any():  # GRPO has no controller: no α, no integral (and no legend entry)
+                continue
             ax.plot(step, y, color=c, alpha=0.25, lw=0.8)
             ax.plot(step, moving_average(y, smooth), color=c, lw=1.8, label=f"{label} ({smooth}-step mean)")
     step = np.array([r["step"] for r in pi_rows], dtype=float)
