@@ -7,7 +7,9 @@ warm-up call (compilation, graph capture); the engines take turns and the fastes
 ``--repeats`` calls counts (robust to a shared, loaded machine). No stop token is ever sampled, so every row decodes
 every step. Printed per (engine, batch): ms per decode step and decode tokens/s.
 
-CPU: the per-step host overhead, time per step at batch 1 and 8 vs batch 64, and
+CPU: the per-step host overhead, time per step at batch 1 and 8 vs batch 64, the time of the
+step's matrix products alone (every weight read once: the floor no engine can beat, so
+eager ÷ floor is the largest possible speed-up on this machine), and
 ``speed-up at batch 1: N.Nx`` / ``speed-up at batch 8: N.Nx`` (best static variant over eager).
 
 CUDA: the fraction of the memory-bandwidth roofline per step,
@@ -100,6 +102,25 @@ def copy_bandwidth(device: torch.device) -> float:
     return 2 * 10 * src.numel() / (time.perf_counter() - t0)
 
 
+def linear_floor(model, batch: int, repeats: int) -> float:
+    """Seconds per decode step spent in the model's matrix products alone: every ``nn.Linear``
+    (and the tied LM head) applied once to a (batch, in) input, fastest of ``repeats`` passes.
+
+    On a CPU at small batch this is the weight-streaming floor no engine can beat (the weights
+    are read from memory once per step); what an engine spends above it is per-op overhead.
+    """
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    inputs = [torch.randn(batch, m.in_features, dtype=m.weight.dtype, device=m.weight.device) for m in linears]
+    best = float("inf")
+    with torch.no_grad():
+        for _ in range(max(repeats, 3) * 10):
+            t0 = time.perf_counter()
+            for m, x in zip(linears, inputs, strict=True):
+                torch.nn.functional.linear(x, m.weight, m.bias)
+            best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def step_bytes(model, batch: int, context: int) -> int:
     """Bytes one decode step must read: every weight once + the live KV cache (K and V, every layer)."""
     cfg = model.config
@@ -138,6 +159,10 @@ def main(argv=None) -> dict:
     figures: dict = {"parameters": n_params, "device": str(device), "steps": {}}
     for b in batches:
         per_engine = time_engines(model, args.engines, b, args, device)
+        if device.type == "cpu":
+            floor = linear_floor(model, b, args.repeats)
+            figures["steps"][f"matmul-floor@{b}"] = {"ms_per_step": 1e3 * floor}
+            print(f"{'matmuls alone':>15}  batch {b:>4}: {1e3 * floor:8.3f} ms/step  (every weight read once)")
         for engine, sec in per_engine.items():
             row = {"ms_per_step": 1e3 * sec, "tokens_per_s": b / sec}
             line = f"{engine:>15}  batch {b:>4}: {1e3 * sec:8.3f} ms/step  {b / sec:10.0f} tokens/s"
@@ -168,7 +193,12 @@ def report(figures: dict, batches: list[int], engines: list[str], device: torch.
             best = min(steps[f"{e}@{b}"]["ms_per_step"] for e in fast)
             ratio = steps[f"eager@{b}"]["ms_per_step"] / best
             figures[f"speedup@{b}"] = ratio
-            print(f"speed-up at batch {b}: {ratio:.1f}x")
+            line = f"speed-up at batch {b}: {ratio:.1f}x"
+            floor = steps.get(f"matmul-floor@{b}", {}).get("ms_per_step")
+            if floor:
+                ceiling = steps[f"eager@{b}"]["ms_per_step"] / floor
+                line += f"  (ceiling {ceiling:.1f}x: eager's step over its matmuls alone)"
+            print(line)
 
 
 if __name__ == "__main__":
