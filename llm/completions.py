@@ -36,8 +36,9 @@ class Finished:
 
 def reward_terms(reward_cfg) -> list[RewardTerm]:
     """The weighted terms of a `llm.config.RewardConfig`: fn (weight) then every ``extra`` entry."""
-    terms = [RewardTerm(reward_cfg.fn, reward_cfg.weight)] if reward_cfg.weight else []
-    return terms + [RewardTerm(name, float(w)) for name, w in reward_cfg.extra.items()]
+    deadline = reward_cfg.timeout_s
+    terms = [RewardTerm(reward_cfg.fn, reward_cfg.weight, deadline)] if reward_cfg.weight else []
+    return terms + [RewardTerm(name, float(w), deadline) for name, w in reward_cfg.extra.items()]
 
 
 class Finisher:

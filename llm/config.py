@@ -374,9 +374,13 @@ class RewardConfig:
     """Weight of fn (finite; 0 drops it)."""
     extra: Annotated[dict, toml_flag(dict)] = dataclasses.field(default_factory=dict)
     """More weighted rewards, a table {"pkg.mod:fn" = 0.1, math = 1.0} (name or import path → weight)."""
+    timeout_s: float = 2.0
+    """Deadline per completion (seconds, > 0) of a reward given by import path: it runs in a verifier
+    worker that is killed past it (the completion scores 0 and counts in verifier_timeouts)."""
 
     def check(self) -> None:
         need(is_finite_number(self.weight), "reward.weight", "a finite number", self.weight)
+        need(is_finite_number(self.timeout_s) and self.timeout_s > 0, "reward.timeout_s", "> 0 seconds", self.timeout_s)
         need(
             all(isinstance(k, str) and k and is_finite_number(v) for k, v in self.extra.items()),
             "reward.extra",

@@ -84,6 +84,7 @@ METRICS: dict[str, Metric] = {
         Metric("truncated_frac", "rollout/truncated_frac", "sequence_mean", "truncated"),
         Metric("verifier_timeouts", "reward/verifier_timeouts", "sum"),
         Metric("verifier_crashes", "reward/verifier_crashes", "sum"),
+        Metric("verifier_errors", "reward/verifier_errors", "sum"),
         Metric("pg_loss", "loss/policy", "train_token_mean", update=True),
         Metric("clip_frac", "loss/clip_frac", "train_token_mean", update=True),
         Metric("high_prob_frac", "loss/high_prob_frac", "train_token_mean", update=True),
@@ -150,6 +151,7 @@ def rollout_sums(entropy, logprobs, mask, rewards, scores=None, truncated=None) 
         "groups": float(rewards.shape[0]),
         "verifier_timeouts": float(scores.timeouts if scores is not None else 0),
         "verifier_crashes": float(scores.crashes if scores is not None else 0),
+        "verifier_errors": float(getattr(scores, "errors", 0) if scores is not None else 0),
         "truncated": float(truncated.sum()) if truncated is not None else float(getattr(scores, "truncated", 0)),
     }
 

@@ -37,12 +37,17 @@ module-level function, and its example picklable).
 **Reward terms** (`RewardTerm`, the ``[reward]`` table of a run): the reward of a completion is
 ``Σ_i weight_i · fn_i(completion, example)`` over the terms. A term's ``fn`` is ``""`` (the example's
 own task reward), a registered name (``"math"``), or an import path ``"package.module:function"``
-to a module-level function with the reward signature above, called in the trainer's process
-(`resolve_reward`). Without terms a completion scores its task's reward alone.
+to a callable with the reward signature above (`resolve_reward`). A user's function is code the
+toolkit cannot vouch for (it may parse the model's text, run tests, loop), so it runs like
+``math``: in a verifier worker under the `REWARD_TIMEOUT_S` deadline (``reward.timeout_s`` of a
+run), the worker importing it by the same path; a call that passes the deadline, crashes the
+worker or raises scores 0 and is counted (``timeouts``, ``crashes``, ``errors``), and the first
+error of a batch is logged. Without terms a completion scores its task's reward alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -98,7 +103,10 @@ MAX_DEPTH = 32
 MAX_LITERAL = 10**6
 MATH_MAX_CHARS = 1000
 MATH_TIMEOUT_S = 2.0
-"""Hard per-completion deadline (seconds) of an isolated reward; past it the worker is killed, the score is 0."""
+"""Hard per-completion deadline (seconds) of an isolated registered reward (``math``); past it the worker is
+killed, the score is 0."""
+REWARD_TIMEOUT_S = 2.0
+"""Default hard per-completion deadline (seconds) of a reward imported by path (``reward.timeout_s``)."""
 VERIFIER_WORKERS = 1
 """Worker processes of the verifier pool (read when the pool starts, on the first isolated score)."""
 
@@ -138,8 +146,8 @@ def get_reward(name: str) -> RewardFn:
 class Scores:
     """The rewards of one batch and how many completions scored the fallback 0 in a verifier worker.
 
-    ``timeouts``: killed at the `MATH_TIMEOUT_S` deadline; ``crashes``: the worker died on its own.
-    The trainer can log both as metrics (e.g. ``verifier_timeouts``). ``truncated``: responses that hit
+    ``timeouts``: killed at the deadline; ``crashes``: the worker died on its own; ``errors``: the
+    reward raised. The trainer can log both as metrics (e.g. ``verifier_timeouts``). ``truncated``: responses that hit
     max_new_tokens without a stop (set by `llm.completions.Finisher`; the ``truncated_frac`` metric).
     """
 
@@ -147,6 +155,7 @@ class Scores:
     timeouts: int = 0
     crashes: int = 0
     truncated: int = 0
+    errors: int = 0
 
 
 _POOL: VerifierPool | None = None
@@ -163,7 +172,7 @@ def _pool() -> VerifierPool:
 
 def verifier_stats() -> PoolStats:
     """Fallback scores of the verifier pool since the process started (a copy: timeouts, crashes)."""
-    return PoolStats(_POOL.stats.timeouts, _POOL.stats.crashes) if _POOL is not None else PoolStats()
+    return dataclasses.replace(_POOL.stats) if _POOL is not None else PoolStats()
 
 
 @dataclass(frozen=True)
@@ -172,6 +181,18 @@ class RewardTerm:
 
     fn: str = ""
     weight: float = 1.0
+    timeout_s: float = REWARD_TIMEOUT_S
+    """Deadline per completion (seconds) when ``fn`` is an import path (run in a verifier worker)."""
+
+
+@lru_cache(maxsize=64)
+def _imported(spec: str) -> RewardFn:
+    return resolve_reward(spec)
+
+
+def call_imported(spec: str, completion: str, example: Example) -> Any:
+    """``fn(completion, example)`` for the reward at import path ``spec``; what a verifier worker runs."""
+    return _imported(spec)(completion, example)
 
 
 def resolve_reward(spec: str) -> RewardFn:
@@ -201,42 +222,51 @@ def score_batch(completions: list[str], examples: list[Example], terms=None) -> 
     if len(completions) != len(examples):
         raise ValueError(f"{len(completions)} completions for {len(examples)} examples")
     total = [0.0] * len(completions)
-    timeouts = crashes = 0
+    stats = PoolStats()
     for term in terms or [RewardTerm()]:
-        part = _score_term(completions, examples, term.fn)
-        timeouts, crashes = timeouts + part.timeouts, crashes + part.crashes
-        total = [t + term.weight * r for t, r in zip(total, part.rewards, strict=True)]
-    return Scores(total, timeouts, crashes)
+        part, term_stats = _score_term(completions, examples, term)
+        stats += term_stats
+        total = [t + term.weight * r for t, r in zip(total, part, strict=True)]
+    return Scores(total, stats.timeouts, stats.crashes, errors=stats.errors)
 
 
-def _score_term(completions: list[str], examples: list[Example], spec: str) -> Scores:
-    """One reward term: each example's task (``spec`` = ''), a registered reward, or an imported function.
+def _score_term(completions: list[str], examples: list[Example], term: RewardTerm) -> tuple[list[float], PoolStats]:
+    """One reward term: each example's task (``fn`` = ''), a registered reward, or an imported function.
 
-    In-process rewards are called directly; the `ISOLATED` ones (``math``) go to the verifier pool,
-    each completion under a hard `MATH_TIMEOUT_S` deadline. Each reward must be a finite float.
+    Registered in-process rewards are called directly; the `ISOLATED` ones (``math``) go to the
+    verifier pool under the `MATH_TIMEOUT_S` deadline, an imported function under ``term.timeout_s``.
+    Each reward must be a finite float. Returns the rewards and the pool's fallback counts.
     """
+    spec = term.fn
     out: list[float] = [0.0] * len(completions)
     isolated: dict[str, list[int]] = {}
-    imported = resolve_reward(spec) if ":" in spec else None
-    for i, (completion, ex) in enumerate(zip(completions, examples, strict=True)):
+    for i, ex in enumerate(examples):
         task = spec or ex.task
-        if imported is not None:
-            out[i] = _checked(spec, imported(completion, ex))
-        elif task in ISOLATED:
+        if ":" in task or task in ISOLATED:
             isolated.setdefault(task, []).append(i)
         else:
-            out[i] = _checked(task, get_reward(task)(completion, ex))
+            out[i] = _checked(task, get_reward(task)(completions[i], ex))
     stats = PoolStats()
     for task, rows in isolated.items():
-        values, batch = _pool().map(
-            REWARDS[task], [(completions[i], examples[i]) for i in rows], deadline_s=MATH_TIMEOUT_S, fallback=0.0
-        )
+        if ":" in task:  # a user's function: imported by path in the worker
+            fn, calls, deadline = call_imported, [(task, completions[i], examples[i]) for i in rows], term.timeout_s
+        else:
+            fn, calls, deadline = REWARDS[task], [(completions[i], examples[i]) for i in rows], MATH_TIMEOUT_S
+        values, batch = _pool().map(fn, calls, deadline_s=deadline, fallback=0.0)
         stats += batch
         for i, value in zip(rows, values, strict=True):
             out[i] = _checked(task, value)
-    if stats.timeouts or stats.crashes:
-        log.info("verifier: %d completions timed out, %d crashed; each scored 0", stats.timeouts, stats.crashes)
-    return Scores(out, stats.timeouts, stats.crashes)
+    if stats.timeouts or stats.crashes or stats.errors:
+        log.log(
+            logging.WARNING if stats.errors else logging.INFO,
+            "reward %r: %d completions timed out, %d crashed the verifier, %d raised%s; each scored 0",
+            spec or "task",
+            stats.timeouts,
+            stats.crashes,
+            stats.errors,
+            f" (first: {stats.first_error})" if stats.first_error else "",
+        )
+    return out, stats
 
 
 def score(completions: list[str], examples: list[Example]) -> list[float]:

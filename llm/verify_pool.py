@@ -5,7 +5,7 @@ most ``deadline_s`` seconds of wall-clock time. A call still running at its dead
 worker killed (SIGKILL; this works from any thread and stops C-level work such as a huge
 integer power, which ``signal.alarm`` cannot) and scores ``fallback``; the worker is replaced
 before its next call. A worker that dies on its own (segfault, out of memory) also yields
-``fallback``. The pool counts both (`PoolStats`).
+``fallback``, and so does a call that raises. The pool counts all three (`PoolStats`).
 
 Workers are plain subprocesses (``python -c``, the package on ``PYTHONPATH``), connected by a
 socket pair: they never re-import the caller's ``__main__`` (as multiprocessing's spawn would,
@@ -47,14 +47,19 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 
 @dataclass
 class PoolStats:
-    """Calls that scored the fallback: ``timeouts`` (killed at the deadline), ``crashes`` (worker died)."""
+    """Calls that scored the fallback: ``timeouts`` (killed at the deadline), ``crashes`` (worker died),
+    ``errors`` (the function raised; ``first_error`` is the first one, "Type: message")."""
 
     timeouts: int = 0
     crashes: int = 0
+    errors: int = 0
+    first_error: str = ""
 
     def __iadd__(self, other: PoolStats) -> PoolStats:
         self.timeouts += other.timeouts
         self.crashes += other.crashes
+        self.errors += other.errors
+        self.first_error = self.first_error or other.first_error
         return self
 
 
@@ -90,7 +95,11 @@ class _Worker:
         parent_sock, child_sock = socket.socketpair()
         code = f"from llm.verify_pool import serve; serve({child_sock.fileno()}, {list(preload)!r})"
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT, *filter(None, [env.get("PYTHONPATH")])])
+        # The caller's import path too (its working directory included), so a worker imports
+        # whatever module the caller can, e.g. a user's reward module next to the run.
+        here = [os.path.abspath(p or os.curdir) for p in sys.path if os.path.isdir(p or os.curdir)]
+        extra = filter(None, [env.get("PYTHONPATH")])
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([_PACKAGE_ROOT, *here, *extra]))
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", code], pass_fds=[child_sock.fileno()], env=env, stdin=subprocess.DEVNULL
@@ -195,6 +204,8 @@ class VerifierPool:
                         if status == "ok":
                             results[i] = value
                         else:
+                            batch.errors += 1
+                            batch.first_error = batch.first_error or value
                             log.debug("verifier call raised %s: scored %r", value, fallback)
                     elif now >= deadline:
                         del busy[worker]

@@ -23,6 +23,22 @@ def user_module(tmp_path, monkeypatch):
                 return -0.01 * len(completion)
 
             NOT_CALLABLE = 3
+
+            def hangs(completion, example):
+                if completion == "loop":
+                    while True:
+                        pass
+                return 1.0
+
+            def raises(completion, example):
+                if completion == "bad":
+                    raise KeyError("no such field")
+                return 0.5
+
+            def pid(completion, example):
+                import os
+
+                return float(os.getpid())
             """
         )
     )
@@ -68,3 +84,27 @@ def test_bad_import_paths_are_one_line_config_errors(user_module):
 def test_math_gold_as_number_latex_or_boxed(gold, right, wrong):
     ex = Example("q", gold, "math")
     assert score_batch([right, wrong], [ex, ex]).rewards == [1.0, 0.0]
+
+
+def test_an_imported_reward_runs_in_a_worker_under_its_deadline(user_module, caplog):
+    """A user's function never runs in the trainer's process: a hang is killed at the deadline, an error
+    scores 0 and is counted and logged, and the rest of the batch is scored."""
+    import os
+
+    ex = Example("1+1=", "2", "arithmetic")
+    assert score_batch(["x"], [ex], [RewardTerm(f"{user_module}:pid")]).rewards != [float(os.getpid())]
+    scores = score_batch(["ok", "loop", "ok"], [ex] * 3, [RewardTerm(f"{user_module}:hangs", timeout_s=0.5)])
+    assert scores.rewards == [1.0, 0.0, 1.0] and scores.timeouts == 1
+    with caplog.at_level("WARNING", logger="llm.reward"):
+        scores = score_batch(["bad", "fine"], [ex, ex], [RewardTerm(f"{user_module}:raises", 2.0)])
+    assert scores.rewards == [0.0, 1.0] and scores.errors == 1 and scores.timeouts == 0
+    assert any("KeyError" in r.getMessage() and "1 raised" in r.getMessage() for r in caplog.records)
+
+
+def test_reward_timeout_is_checked_and_reaches_the_terms(user_module):
+    from llm.completions import reward_terms
+
+    with pytest.raises(ConfigError, match=r"reward.timeout_s must be > 0 seconds"):
+        RewardConfig(timeout_s=0).check()
+    terms = reward_terms(RewardConfig(fn=f"{user_module}:plus_minus", extra={"math": 1.0}, timeout_s=7.5))
+    assert [t.timeout_s for t in terms] == [7.5, 7.5]
