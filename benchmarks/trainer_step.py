@@ -11,10 +11,10 @@ fetch, generation, rewards, forward/backward, optimizer and logging are all insi
 tokens per second, and peak RSS; for ours also the rollout and training phases separately.
 The load average is printed before and after: the timings mean little on a busy machine.
 
-    python benchmarks/trainer_step.py                       # ours vs TRL (needs `pip install trl`)
+    python benchmarks/trainer_step.py                       # ours vs TRL (TRL from .venvs/trl, see --trl-python)
     python benchmarks/trainer_step.py --only ours --device cuda --hidden 1024 --layers 16
 
-Goal: an optimizer step at least 3x faster than TRL's on the CPU, with less memory; on a GPU,
+Goal: an optimizer step at least 1.5x faster than TRL's on the CPU, with less memory; on a GPU,
 rollout decode close to the memory-bandwidth limit (the script prints the weight bytes read
 per decode step and the implied bandwidth).
 """
@@ -194,6 +194,13 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--only", choices=["ours", "trl"], default=None)
+    venv = Path(__file__).resolve().parents[1] / ".venvs" / "trl" / "bin" / "python"
+    ap.add_argument(
+        "--trl-python",
+        default=str(venv) if venv.is_file() else sys.executable,
+        help="interpreter of the TRL run (default: the pinned .venvs/trl of scripts/engine_tests.sh if it "
+        "exists, else this one); ours always runs with this interpreter",
+    )
     ap.add_argument("--child", choices=["ours", "trl"], help=argparse.SUPPRESS)
     ap.add_argument("--tmp", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -215,10 +222,11 @@ def main() -> None:
         print("load average (1, 5, 15 min) at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
         results = {}
         for which in [args.only] if args.only else ["ours", "trl"]:
-            argv = [sys.executable, __file__, "--child", which, "--tmp", tmp] + [
+            python = args.trl_python if which == "trl" else sys.executable
+            argv = [python, __file__, "--child", which, "--tmp", tmp] + [
                 f"--{k.replace('_', '-')}={v}"
                 for k, v in vars(args).items()
-                if k not in ("child", "tmp", "only") and v is not None
+                if k not in ("child", "tmp", "only", "trl_python") and v is not None
             ]
             proc = subprocess.run(argv, capture_output=True, text=True, check=False)
             line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
