@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 
 def _setup(tmp: Path, args) -> tuple[Path, Path]:
     from llm.data import write_jsonl
