@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -363,6 +363,27 @@ class LMCall:
     def __init__(self, policy: ShardedPolicy) -> None:
         self.policy = policy
         self.hf_model = policy.lm  # its forward signature says how to pass the KV cache
+
+    @contextmanager
+    def gathered(self) -> Iterator[torch.nn.Module]:
+        """The full parameters on this rank for the block (``unshard`` every FSDP unit, ``reshard`` after).
+
+        Yields the Hugging Face model, whose modules then hold plain (unsharded) parameters in the
+        sampling dtype, so the static engine can call them directly: one all-gather per FSDP
+        unit per rollout, where the eager loop gathers every layer at every decode step. Costs
+        the memory of one full copy of the parameters (in the ``MixedPrecisionPolicy`` dtype)
+        while sampling. Every rank must enter it (the gathers are collectives).
+        """
+        from torch.distributed.fsdp import FSDPModule
+
+        units = [m for m in self.policy.modules() if isinstance(m, FSDPModule)]
+        for unit in units:
+            unit.unshard()
+        try:
+            yield self.hf_model
+        finally:
+            for unit in units:
+                unit.reshard()
 
     def __call__(self, **kwargs):
         return self.policy("lm", **kwargs)

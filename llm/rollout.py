@@ -215,6 +215,12 @@ _decoders: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _notices: set[str] = set()
 
 
+def _static_reason(model) -> str | None:
+    from .engine import unsupported_reason
+
+    return unsupported_reason(model)
+
+
 def _static_decoder(model, compile_step: bool | None):
     """The model's cached `StaticDecoder`, or None (with a one-line notice, once) if it cannot run it."""
     from .engine import StaticDecoder, unsupported_reason
@@ -267,7 +273,19 @@ def generate(
     falling back to 'eager' for models it cannot run) or 'eager' (the Hugging Face forward with
     a growing cache); ``compile`` (static engine): torch.compile the decode step (None: on CUDA
     only). ``batch_size`` > 0 samples at most that many sequences per pass (bounds the KV cache).
+
+    A sharded policy that offers ``model.gathered()`` (`llm.parallel.LMCall`: a context in which
+    its full parameters sit on this rank, yielding the plain model) is sampled by the static
+    engine inside it: one all-gather per call instead of one per layer per decode step, and no
+    collective while decoding, so ``all_finished`` is not needed there.
     """
+    gathered = getattr(model, "gathered", None)
+    if engine == "static" and gathered is not None and _static_reason(model.hf_model) is None:
+        kwargs = dict(locals())  # this call's arguments (nothing else is bound yet)
+        for name in ("model", "prompt_ids", "gathered", "all_finished"):
+            kwargs.pop(name)
+        with gathered() as full:
+            return generate(full, prompt_ids, **kwargs)
     stops = _stop_ids(eos_id, eos_ids)
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")

@@ -202,3 +202,47 @@ def test_sharded_micro_batches_pad_to_the_busiest_rank_with_zero_weight_passes(m
 
     assert list(backend.micro_batches(["only"], pad_pass)) == ["only"]
     assert len(passes) == 2 and torch.equal(w.grad, torch.zeros(3))
+
+
+def test_a_sharded_policy_samples_with_the_static_engine_what_the_plain_model_samples(tiny_model_dir, monkeypatch):
+    """FSDP2 (one gloo rank, in process): rollouts gather the parameters once and run the static engine;
+    the samples equal the unsharded model's, and the policy is sharded again afterwards."""
+    import torch.distributed as dist
+    from torch.distributed.fsdp import FSDPModule
+    from torch.distributed.tensor import DTensor
+
+    from llm import engine
+    from llm.model import load_model
+    from llm.parallel import LMCall, shard
+    from llm.rollout import generate
+
+    model, _ = load_model(tiny_model_dir)
+    prompts = [[5, 6, 7], [8, 9], [10, 11, 12, 13]]
+    kw = dict(
+        max_new_tokens=6, eos_id=3, pad_id=0, uniforms=torch.rand(6, 3, generator=torch.Generator().manual_seed(0))
+    )
+    reference = generate(model.eval(), prompts, engine="eager", **kw)
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        policy = shard(model)
+        prefills = []
+        real_prefill = engine.StaticDecoder.prefill
+        monkeypatch.setattr(
+            engine.StaticDecoder, "prefill", lambda self, *a: prefills.append(1) or real_prefill(self, *a)
+        )
+        sampler = LMCall(policy).eval()
+        calls = []
+        batch = generate(
+            sampler, prompts, engine="static", all_finished=lambda d: calls.append(1) or bool(d.all()), **kw
+        )
+        assert prefills == [1] and calls == []  # the static engine ran, with no collective while decoding
+        assert torch.equal(batch.response_ids, reference.response_ids)
+        assert torch.allclose(batch.logprobs, reference.logprobs, atol=1e-5)
+        layer = policy.lm.model.layers[0]
+        assert isinstance(layer, FSDPModule) and isinstance(layer.self_attn.q_proj.weight, DTensor)  # resharded
+        eager = generate(sampler, prompts, engine="eager", **kw)  # the per-layer gathering path still works
+        assert torch.equal(eager.response_ids, reference.response_ids)
+    finally:
+        dist.destroy_process_group()
