@@ -23,12 +23,18 @@ kl_cov                   KL-Cov: |log r| on top-covariance tokens     ratio (off
 entropic                 EntroPIC PI (Kp 1, Ki 0.01)                  (1 ± α) token weights
 entropic_p               EntroPIC P only (Ki 0)                       (1 ± α) token weights
 entropic_auto            self-tuning EntroPIC (no gains given)        (1 ± α) token weights
+nsr                      negative-sample reinforcement (λ 0)          PG token weights
+w_reinforce              W-REINFORCE λ·L_PSR + L_NSR (λ 0.1)          PG token weights
+entropy_advantage        A + min(α·H_t, |A|/κ) (α 0.4, κ 2)           PG token weights
+top_entropy_tokens       PG on the top-20 % entropy tokens            gradient mask
+aent                     AEnt clamped-entropy bonus, dead-band c      loss coefficient
 ======================== ============================================ ======================
 """
 
 from __future__ import annotations
 
 from . import grpo  # noqa: F401  (registers first: the registry lists levers in import order)
+from .aent import AEnt
 from .autotune import EntroPICAuto
 from .base import Lever, LossModifiers, StepStats, TokenBatch, check_plant
 from .bonus import SKYWORK, TRL, AdaptiveEntropy, EntropyBonus, KLPenalty, SACTemperature
@@ -38,6 +44,7 @@ from .entropic import EntroPIC
 from .grpo import NoControl
 from .loss import PolicyDefaults, token_loss, token_loss_grad
 from .registry import LEVERS, compared_levers, lever_parameters, make_lever, register_lever
+from .shaping import EntropyAdvantage, SampleReinforce, TopEntropyTokens
 
 __all__ = [
     "CEGPPO",
@@ -45,11 +52,13 @@ __all__ = [
     "LEVERS",
     "SKYWORK",
     "TRL",
+    "AEnt",
     "AdaptiveEntropy",
     "ClipCov",
     "ClipHigher",
     "EntroPIC",
     "EntroPICAuto",
+    "EntropyAdvantage",
     "EntropyBonus",
     "FlexEC",
     "KLCov",
@@ -59,8 +68,10 @@ __all__ = [
     "NoControl",
     "PolicyDefaults",
     "SACTemperature",
+    "SampleReinforce",
     "StepStats",
     "TokenBatch",
+    "TopEntropyTokens",
     "check_plant",
     "compared_levers",
     "lever_parameters",
