@@ -65,7 +65,8 @@ class SampleReinforce(Lever):
 
     def modify(self, tok: TokenBatch) -> LossModifiers:
         xp, adv = tok.xp, tok.adv
-        weight = (adv > 0) * self.positive_weight + (adv < 0) * 1.0  # (L, N); 0 where A = 0
+        one = 1.0 + 0.0 * adv  # in A's dtype (a bool tensor times a float would be float32 in torch)
+        weight = (adv > 0) * (self.positive_weight * one) + (adv < 0) * one  # (L, N); 0 where A = 0
         if self.advantage == "unit":  # w·A = ±weight: |A| → 1
             size = xp.abs(adv)
             weight = weight / (size + (size == 0))
@@ -168,7 +169,7 @@ class TopEntropyTokens(Lever):
             raise ValueError(f"lever {self.name!r} needs TokenBatch.entropy (per-token entropies)")
         ent = detach(tok.entropy)
         threshold = masked_quantile(ent, tok.mask, 1.0 - self.fraction)
-        return (ent >= threshold) * (tok.mask > 0) * 1.0
+        return (ent >= threshold) * (tok.mask > 0) * (1.0 + 0.0 * ent)
 
     def modify(self, tok: TokenBatch) -> LossModifiers:
         keep = self.selection(tok)
