@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from lever_support import PLANT, _batch, _grad, _ppo, _tokens
 
 from pic.levers import TokenBatch, make_lever, token_loss, token_loss_grad
 from pic.levers.shaping import masked_quantile
 from sim.levers import run_lever
 from sim.methods import methods_problem
 from sim.plant import PlantConfig
-from lever_support import PLANT, _batch, _grad, _ppo, _tokens
 
 ON = PlantConfig(mode="sampled", group_size=16, lr=0.5)
 
