@@ -26,7 +26,7 @@ from torch.utils.checkpoint import checkpoint
 
 from pic.actuator import high_prob_mask
 from pic.levers import LossModifiers, PolicyDefaults, TokenBatch, token_loss
-from pic.levers.aent import clamped_count
+from pic.levers.bonus import clamped_count
 from pic.levers.loss import clip_mask, resolve
 
 __all__ = [

@@ -56,7 +56,7 @@ from pic.actuator import (
 )
 from pic.grpo import group_advantages
 from pic.levers import Lever, LossModifiers, PolicyDefaults, StepStats, TokenBatch, token_loss_grad
-from pic.levers.aent import clamped_entropy
+from pic.levers.bonus import clamped_entropy
 from pic.levers.loss import clip_mask, resolve
 from pic.validation import need
 

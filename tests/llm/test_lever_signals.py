@@ -28,7 +28,7 @@ from llm.reward import REWARDS, register_reward  # noqa: E402
 from llm.tasks import make_dataset  # noqa: E402
 from llm.trainer import train  # noqa: E402
 from pic.levers import LossModifiers, TokenBatch, make_lever  # noqa: E402
-from pic.levers.aent import clamped_entropy  # noqa: E402
+from pic.levers.bonus import clamped_entropy  # noqa: E402
 
 NEW_LEVERS = ("nsr", "w_reinforce", "entropy_advantage", "top_entropy_tokens", "aent")
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pic.levers import LossModifiers, StepStats, TokenBatch, make_lever
-from pic.levers.aent import clamped_count, clamped_entropy
+from pic.levers.bonus import clamped_count, clamped_entropy
 from sim.levers import run_lever
 from sim.methods import methods_problem
 from sim.plant import PlantConfig, _with_bonus
