@@ -70,7 +70,8 @@ class TokenBatch:
     counts: dict[str, Any] = field(default_factory=dict)
     """Mini-batch-wide counts a lever asked for with `Lever.counts` (e.g. EntroPIC's N_h)."""
     entropy: Any = None
-    """Per-token full-vocabulary entropy H_t (with gradient in the trainer), if the lever needs it."""
+    """Per-token full-vocabulary entropy H_t (nats; with gradient in the trainer unless the lever's
+    ``entropy_grad`` is False), if the lever needs it. The bandit gives each sample its context's H."""
     ref_logp: Any = None
     """log π_ref(token) of a frozen reference policy, if the lever needs it."""
     clamped_entropy: Any = None
