@@ -58,9 +58,13 @@ DEFAULT_METHODS = (
     "flexec_id",
     "clip_cov",
     "kl_cov",
+    "nsr",
+    "entropy_advantage",
+    "top_entropy_tokens",
+    "aent",
     "entropic",
 )
-"""The default set: one method of each family (11 runs per seed; configs/compare_tiny.toml runs them at 100 steps)."""
+"""The default set: one method of each family (15 runs per seed; configs/compare_tiny.toml runs them at 100 steps)."""
 
 SCHEDULED = SHAPED_ENTROPIC_METHODS
 

@@ -9,7 +9,7 @@ float32 logits tensor never exists.
 The policy loss is the shared per-token loss of `pic.levers.loss` with the lever's
 modifiers (for EntroPIC: PPO's clipped loss plus the α-term of `pic.actuator`)::
 
-    L = Σ ℓ_t·mask_t / N − entropy_coef · Σ H_t·mask_t / N
+    L = Σ ℓ_t·mask_t / N − entropy_coef · Σ H_t·mask_t / N  (− clamped_entropy_coef · Σ H^c_t·mask_t / N)
 
 N is the number of valid response tokens of the whole mini-batch (all micro-batches and
 ranks), so gradient accumulation gives exactly the token mean.
@@ -18,6 +18,7 @@ ranks), so gradient accumulation gives exactly the token mean.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,17 +26,49 @@ from torch.utils.checkpoint import checkpoint
 
 from pic.actuator import high_prob_mask
 from pic.levers import LossModifiers, PolicyDefaults, TokenBatch, token_loss
+from pic.levers.bonus import clamped_count
 from pic.levers.loss import clip_mask, resolve
 
-__all__ = ["PolicyLossConfig", "policy_loss", "response_logprobs", "token_stats_from_logits"]
+__all__ = [
+    "PolicyLossConfig",
+    "clamped_entropy_from_logits",
+    "entropy_fields",
+    "entropy_request",
+    "policy_loss",
+    "response_logprobs",
+    "token_stats_from_logits",
+]
+
+
+def clamped_entropy_from_logits(z: torch.Tensor, fraction: float) -> torch.Tensor:
+    """H^c per row of ``z`` (N, V): the entropy after dropping the ⌊fraction·V⌋ lowest logits (AEnt).
+
+    With S the kept set, H^c = logsumexp(z_S) − Σ_S softmax(z_S)·z_S; the selection is made on the
+    detached logits, so the gradient flows through the kept logits only (as in AReaL's recipe).
+    """
+    k = clamped_count(z.shape[-1], fraction)
+    if k == 0:
+        return torch.logsumexp(z, dim=-1) - (F.softmax(z, dim=-1) * z).sum(-1)
+    dropped = torch.zeros_like(z, dtype=torch.bool).scatter_(
+        -1, z.detach().topk(k, dim=-1, largest=False).indices, True
+    )
+    zc = z.masked_fill(dropped, -torch.inf)
+    q = F.softmax(zc, dim=-1)  # exactly 0 on the dropped entries
+    return torch.logsumexp(zc, dim=-1) - (q * z.masked_fill(dropped, 0.0)).sum(-1)
 
 
 def token_stats_from_logits(
-    logits: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool, entropy_grad: bool = False
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float,
+    with_entropy: bool,
+    entropy_grad: bool = False,
+    clamp_fraction: float = 0.0,
 ):
     """(log π(target), H) per row of ``logits`` (N, V) at temperature T, in float32.
 
-    H = logsumexp(z) − Σ softmax(z)·z; it carries a gradient only if ``entropy_grad``.
+    H = logsumexp(z) − Σ softmax(z)·z; it carries a gradient only if ``entropy_grad``. With
+    ``clamp_fraction`` > 0 the entropy returned is the clamped H^c (`clamped_entropy_from_logits`).
     """
     z = logits.float() / temperature
     lse = torch.logsumexp(z, dim=-1)
@@ -43,8 +76,30 @@ def token_stats_from_logits(
     if not with_entropy:
         return logp, None
     with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+        if clamp_fraction > 0:
+            return logp, clamped_entropy_from_logits(z, clamp_fraction)
         ent = lse - (F.softmax(z, dim=-1) * z).sum(-1)
     return logp, ent
+
+
+def entropy_request(lever) -> dict[str, Any]:
+    """The scoring options (`response_logprobs` keywords) for the entropy signal ``lever`` reads.
+
+    ``needs_entropy``: the full-vocabulary H_t, with gradient unless ``lever.entropy_grad`` is False;
+    ``clamped_entropy_fraction`` > 0: the clamped H^c_t with gradient. A lever reads one of them.
+    """
+    fraction = float(getattr(lever, "clamped_entropy_fraction", 0.0))
+    if fraction > 0:
+        return {"with_entropy": True, "entropy_grad": True, "clamp_fraction": fraction}
+    wanted = bool(lever.needs_entropy)
+    return {"with_entropy": wanted, "entropy_grad": wanted and getattr(lever, "entropy_grad", True)}
+
+
+def entropy_fields(lever, entropy: torch.Tensor | None) -> dict[str, Any]:
+    """The `TokenBatch` field that carries the scored entropies: ``entropy`` or ``clamped_entropy``."""
+    if float(getattr(lever, "clamped_entropy_fraction", 0.0)) > 0:
+        return {"clamped_entropy": entropy}
+    return {"entropy": entropy}
 
 
 def _softcap(logits: torch.Tensor, cap: float | None) -> torch.Tensor:
@@ -60,9 +115,13 @@ def response_logprobs(
     temperature: float,
     with_entropy: bool = False,
     entropy_grad: bool = False,
+    clamp_fraction: float = 0.0,
     chunk_tokens: int = 4096,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs (and entropies) of the response tokens, shape (B, T) each.
+
+    The entropies are the full-vocabulary H, or the clamped H^c when ``clamp_fraction`` > 0
+    (`token_stats_from_logits`).
 
     ``input_ids`` = prompt (left-padded, length P) ⧺ response (length T); position ids skip
     the left padding, as in the rollout. The logits predicting response token t sit at
@@ -80,7 +139,8 @@ def response_logprobs(
     cap = getattr(model.config, "final_logit_softcapping", None)
 
     def chunk_stats(h_chunk, tgt):
-        return token_stats_from_logits(_softcap(head(h_chunk), cap), tgt, temperature, with_entropy, entropy_grad)
+        logits = _softcap(head(h_chunk), cap)
+        return token_stats_from_logits(logits, tgt, temperature, with_entropy, entropy_grad, clamp_fraction)
 
     logps, ents = [], []
     for start in range(0, b * t, chunk_tokens):
@@ -132,6 +192,11 @@ def policy_loss(
         if tok.entropy is None:
             raise ValueError("the lever asks for an entropy bonus but TokenBatch.entropy is missing")
         loss = loss - (coef * tok.entropy * mask).sum() / n
+    coef = mods.clamped_entropy_coef
+    if torch.is_tensor(coef) or coef:
+        if tok.clamped_entropy is None:
+            raise ValueError("the lever asks for a clamped-entropy bonus but TokenBatch.clamped_entropy is missing")
+        loss = loss - (coef * tok.clamped_entropy * mask).sum() / n
     with torch.no_grad():
         eff = resolve(mods, cfg.defaults)
         logp = tok.logp.detach()

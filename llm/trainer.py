@@ -36,7 +36,7 @@ from .config import ConfigError, RLConfig, config_to_dict
 from .data import PromptStream
 from .datasets import load_data
 from .kl import add_kl, frozen_copy
-from .losses import PolicyLossConfig, policy_loss, response_logprobs
+from .losses import PolicyLossConfig, entropy_fields, entropy_request, policy_loss, response_logprobs
 from .metrics import LeverTrace, MetricsLogger, check_skip_streak, perf_metrics, reduce_sums, rollout_sums
 from .model import load_model
 from .parallel import make_backend, training_mode
@@ -220,7 +220,7 @@ class Trainer:
         finite = True
         pad_chunk = (torch.zeros(1, dtype=torch.long, device=self.device), 0, 1)  # one token, for padding passes
         own = batch.micro_chunks(idx, micro, self.cfg.ppo.max_tokens_per_micro_batch)
-        chunks = self.backend.micro_batches(own, lambda: self._score(batch, pad_chunk, self.lever.needs_entropy))
+        chunks = self.backend.micro_batches(own, lambda: self._score(batch, pad_chunk, True))
         for chunk in chunks:
             loss, stats = self._micro_loss(batch, adv, old_all, chunk, max(n_tok, 1.0), counts)
             finite = finite and bool(torch.isfinite(loss))
@@ -238,7 +238,7 @@ class Trainer:
     def _micro_loss(self, batch, adv, old_all, chunk: Chunk, n_tok: float, counts) -> tuple[torch.Tensor, dict]:
         """The micro-batch's share Σ ℓ_t / N of the mini-batch loss, and its metric sums."""
         mi, _, t = chunk
-        logp, ent = self._score(batch, chunk, self.lever.needs_entropy)  # (m, t) each
+        logp, ent = self._score(batch, chunk, True)  # (m, t) each; ent: the lever's entropy signal or None
         ref = None
         if self.ref_model is not None:
             with torch.no_grad():
@@ -252,18 +252,18 @@ class Trainer:
             mask=flat(batch.response_mask[mi, :t].float()),
             num_tokens=n_tok,
             counts=counts,
-            entropy=flat(ent),
             ref_logp=flat(ref),
+            **entropy_fields(self.lever, flat(ent)),  # H_t or the clamped H^c_t
         )
         loss = policy_loss(tok, self.lever.modify(tok), self.loss_cfg)
         return add_kl(loss, logp, ref, tok.mask.view_as(logp), n_tok, self.cfg.kl)  # beside any lever (llm.kl)
 
     def _score(self, batch, chunk: Chunk, entropy: bool, model=None):
-        """(log-probs, entropies or None) of a chunk's response tokens, (m, t); the policy unless ``model``."""
+        """(log-probs, the lever's entropy signal if ``entropy`` else None), (m, t); the policy unless ``model``."""
         mi, first, t = chunk
         cols = slice(first, batch.prompt_ids.shape[1] + t)
         args = (batch.input_ids[mi, cols], batch.attention_mask[mi, cols], batch.response_ids[mi, :t])
-        kwargs = {"temperature": self.cfg.rollout.temperature, "with_entropy": entropy, "entropy_grad": entropy}
+        kwargs = {"temperature": self.cfg.rollout.temperature, **(entropy_request(self.lever) if entropy else {})}
         if model is None:
             return self.backend.score(*args, **kwargs)
         with self.backend.autocast():

@@ -40,3 +40,17 @@ def clip(x, lo, hi):
     if namespace(x) is np:
         return np.clip(x, lo, hi)
     return x.clamp(like(lo, x), like(hi, x))
+
+
+def sort_last(x):
+    """``x`` sorted ascending along the last axis (values only)."""
+    if namespace(x) is np:
+        return np.sort(x, axis=-1)
+    return x.sort(dim=-1).values
+
+
+def take_last(x, index):
+    """``x[..., index]`` row by row: ``index`` holds integral positions along the last axis (any float/int dtype)."""
+    if namespace(x) is np:
+        return np.take_along_axis(x, np.asarray(index).astype(np.int64), axis=-1)
+    return x.gather(-1, index.long())

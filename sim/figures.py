@@ -253,10 +253,15 @@ FAMILIES = (
     ("cov", "clipping (clip-higher, CE-GPPO, flexible, Clip-Cov, KL-Cov)"),
     ("gppo", "clipping (clip-higher, CE-GPPO, flexible, Clip-Cov, KL-Cov)"),
     ("flexec", "clipping (clip-higher, CE-GPPO, flexible, Clip-Cov, KL-Cov)"),
-    ("kl", "coefficients (entropy bonus, KL, adaptive, SAC)"),
-    ("entropy", "coefficients (entropy bonus, KL, adaptive, SAC)"),
-    ("sac", "coefficients (entropy bonus, KL, adaptive, SAC)"),
-    ("skywork", "coefficients (entropy bonus, KL, adaptive, SAC)"),
+    ("nsr", "PG weights (NSR, W-REINFORCE, entropy advantage, top-entropy tokens)"),
+    ("reinforce", "PG weights (NSR, W-REINFORCE, entropy advantage, top-entropy tokens)"),
+    ("entropy_advantage", "PG weights (NSR, W-REINFORCE, entropy advantage, top-entropy tokens)"),
+    ("top_entropy", "PG weights (NSR, W-REINFORCE, entropy advantage, top-entropy tokens)"),
+    ("aent", "coefficients (entropy bonus, KL, adaptive, SAC, AEnt)"),
+    ("kl", "coefficients (entropy bonus, KL, adaptive, SAC, AEnt)"),
+    ("entropy", "coefficients (entropy bonus, KL, adaptive, SAC, AEnt)"),
+    ("sac", "coefficients (entropy bonus, KL, adaptive, SAC, AEnt)"),
+    ("skywork", "coefficients (entropy bonus, KL, adaptive, SAC, AEnt)"),
 )
 """Name fragment → family; families share a colour map, members differ in shade and line style."""
 
@@ -267,7 +272,8 @@ def method_styles(names: Sequence[str]) -> dict[str, dict[str, Any]]:
     """A colour and line style per method, grouped by family (up to ~20 methods stay distinguishable).
 
     Each family gets its own sequential colour map (EntroPIC blues, clipping oranges, coefficient
-    greens, others purples; GRPO black); members step through shades and four line styles.
+    greens, PG weights purples, others greys; GRPO black); members step through shades and four
+    line styles.
     """
     family_of = {}
     for name in names:

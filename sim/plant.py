@@ -56,6 +56,7 @@ from pic.actuator import (
 )
 from pic.grpo import group_advantages
 from pic.levers import Lever, LossModifiers, PolicyDefaults, StepStats, TokenBatch, token_loss_grad
+from pic.levers.bonus import clamped_entropy
 from pic.levers.loss import clip_mask, resolve
 from pic.validation import need
 
@@ -264,6 +265,45 @@ def _policy_defaults(cfg: PlantConfig) -> PolicyDefaults:
     return PolicyDefaults(cfg.eps_low, cfg.eps_high, cfg.dual_clip)
 
 
+def _context_signals(z, pi, lever: Lever, per_mb: int) -> dict[str, Any]:
+    """The per-token entropy signals a lever asks for, of the current policy (B, S, K) at this update.
+
+    Every sample of context s sees its context's H_s (``needs_entropy``) and clamped H^c_s
+    (``clamped_entropy_fraction`` > 0), repeated over the mini-batch's ``per_mb`` samples: (B, S·n).
+    Also kept: the clamped distribution q (B, S, K) for the bonus step.
+    """
+    b, s, _ = z.shape
+    out: dict[str, Any] = {"entropy": None, "clamped_entropy": None, "clamped_q": None, "clamped_h": None}
+    if lever.needs_entropy:
+        h = -(pi * z).sum(axis=-1)
+        out["entropy"] = np.repeat(h[..., None], per_mb, axis=-1).reshape(b, s * per_mb)
+    if lever.clamped_entropy_fraction > 0:
+        hc, q = clamped_entropy(z, lever.clamped_entropy_fraction)
+        out["clamped_entropy"] = np.repeat(hc[..., None], per_mb, axis=-1).reshape(b, s * per_mb)
+        out["clamped_q"], out["clamped_h"] = q, hc[..., None]
+    return out
+
+
+def _with_bonus(dz, z, pi, mods: LossModifiers, signals: dict[str, Any], lr: float):
+    """``dz`` plus the step −η·∂/∂z of the bonus terms −c·H_s − c^c·H^c_s per context, (B, S, K).
+
+    ∂H/∂z_b = −π_b(log π_b + H) (Lemma A); ∂H^c/∂z_b = −q_b(log q_b + H^c) on the kept arms and 0 on
+    the dropped ones (Lemma A on the renormalised softmax over the kept set).
+    """
+    b = z.shape[0]
+    coef = np.broadcast_to(np.asarray(mods.entropy_coef, dtype=float).reshape(-1, 1, 1), (b, 1, 1))
+    if np.any(coef):
+        h_ctx = -(pi * z).sum(axis=-1, keepdims=True)
+        dz = dz - lr * coef * pi * (z + h_ctx)
+    c_coef = np.broadcast_to(np.asarray(mods.clamped_entropy_coef, dtype=float).reshape(-1, 1, 1), (b, 1, 1))
+    if np.any(c_coef):
+        if signals["clamped_q"] is None:
+            raise ValueError("LossModifiers.clamped_entropy_coef needs a lever with clamped_entropy_fraction > 0")
+        q, hc = signals["clamped_q"], signals["clamped_h"]
+        dz = dz - lr * c_coef * q * (np.log(np.where(q > 0, q, 1.0)) + hc)
+    return dz
+
+
 def lever_rollout(
     z: np.ndarray,
     pi: np.ndarray,
@@ -318,6 +358,7 @@ def lever_rollout(
             arms_mb = np.take_along_axis(arms, sel, axis=-1)  # (B, S, n)
             old = np.take_along_axis(logp_old, sel, axis=-1).reshape(b, n_tok)
             mask = np.ones((b, n_tok))
+            signals = _context_signals(z, pi, lever, per_mb)
             tok = TokenBatch(
                 logp=np.take_along_axis(z, arms_mb, axis=-1).reshape(b, n_tok),
                 old_logp=old,
@@ -325,17 +366,15 @@ def lever_rollout(
                 mask=mask,
                 num_tokens=np.full((b, 1), float(n_tok)),
                 counts=lever.counts(old, mask),
+                entropy=signals["entropy"],
                 ref_logp=None if z_ref is None else np.take_along_axis(z_ref, arms_mb, axis=-1).reshape(b, n_tok),
+                clamped_entropy=signals["clamped_entropy"],
             )
             mods = lever.modify(tok)
             f = -token_loss_grad(tok, mods, defaults).reshape(b, s, per_mb)
             onehot_mb = np.take_along_axis(onehot, sel[..., None], axis=-2)  # (B, S, n, K)
             push = (onehot_mb * f[..., None]).sum(-2) - pi * f.sum(-1, keepdims=True)
-            dz = cfg.lr * push / per_mb
-            coef = np.broadcast_to(np.asarray(mods.entropy_coef, dtype=float).reshape(-1, 1, 1), (b, 1, 1))
-            if np.any(coef):
-                h_ctx = -(pi * z).sum(axis=-1, keepdims=True)
-                dz = dz - cfg.lr * coef * pi * (z + h_ctx)
+            dz = _with_bonus(cfg.lr * push / per_mb, z, pi, mods, signals, cfg.lr)
             eff = resolve(mods, defaults)
             ratio = np.exp(tok.logp - tok.old_logp)
             clipped += clip_mask(ratio, tok.adv, eff["eps_low"], eff["eps_high"], eff["clip"], eff["dual_clip"]).mean(

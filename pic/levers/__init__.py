@@ -15,6 +15,7 @@ kl_penalty               KL(π‖π_ref) penalty (k3)                      loss 
 adaptive_entropy_skywork Skywork-OR1 adaptive coefficient             loss coefficient
 adaptive_entropy_trl     TRL ``use_adaptive_entropy``                 loss coefficient
 sac_temperature          SAC automatic temperature (Adam on log c)    loss coefficient
+aent                     AEnt clamped-entropy bonus, dead-band c      loss coefficient
 clip_higher              DAPO clip-higher (ε_high 0.28)               ratio (off-policy only)
 ce_gppo                  CE-GPPO gradient-preserving clip (β₁, β₂)    ratio (off-policy only)
 flexec_{id,did,od,static} dynamic clip bounds (FlexEC strategies)     ratio (off-policy only)
@@ -23,6 +24,10 @@ kl_cov                   KL-Cov: |log r| on top-covariance tokens     ratio (off
 entropic                 EntroPIC PI (Kp 1, Ki 0.01)                  (1 ± α) token weights
 entropic_p               EntroPIC P only (Ki 0)                       (1 ± α) token weights
 entropic_auto            self-tuning EntroPIC (no gains given)        (1 ± α) token weights
+nsr                      negative-sample reinforcement (λ 0)          PG token weights
+w_reinforce              W-REINFORCE λ·L_PSR + L_NSR (λ 0.1)          PG token weights
+entropy_advantage        A + min(α·H_t, |A|/κ) (α 0.4, κ 2)           PG token weights
+top_entropy_tokens       PG on the top-20 % entropy tokens            gradient mask
 ======================== ============================================ ======================
 """
 
@@ -31,13 +36,14 @@ from __future__ import annotations
 from . import grpo  # noqa: F401  (registers first: the registry lists levers in import order)
 from .autotune import EntroPICAuto
 from .base import Lever, LossModifiers, StepStats, TokenBatch, check_plant
-from .bonus import SKYWORK, TRL, AdaptiveEntropy, EntropyBonus, KLPenalty, SACTemperature
+from .bonus import SKYWORK, TRL, AdaptiveEntropy, AEnt, EntropyBonus, KLPenalty, SACTemperature
 from .clipping import CEGPPO, FLEXEC_STRATEGIES, ClipHigher, FlexEC
 from .covariance import ClipCov, KLCov
 from .entropic import EntroPIC
 from .grpo import NoControl
 from .loss import PolicyDefaults, token_loss, token_loss_grad
 from .registry import LEVERS, compared_levers, lever_parameters, make_lever, register_lever
+from .shaping import EntropyAdvantage, SampleReinforce, TopEntropyTokens
 
 __all__ = [
     "CEGPPO",
@@ -45,11 +51,13 @@ __all__ = [
     "LEVERS",
     "SKYWORK",
     "TRL",
+    "AEnt",
     "AdaptiveEntropy",
     "ClipCov",
     "ClipHigher",
     "EntroPIC",
     "EntroPICAuto",
+    "EntropyAdvantage",
     "EntropyBonus",
     "FlexEC",
     "KLCov",
@@ -59,8 +67,10 @@ __all__ = [
     "NoControl",
     "PolicyDefaults",
     "SACTemperature",
+    "SampleReinforce",
     "StepStats",
     "TokenBatch",
+    "TopEntropyTokens",
     "check_plant",
     "compared_levers",
     "lever_parameters",

@@ -70,9 +70,14 @@ class TokenBatch:
     counts: dict[str, Any] = field(default_factory=dict)
     """Mini-batch-wide counts a lever asked for with `Lever.counts` (e.g. EntroPIC's N_h)."""
     entropy: Any = None
-    """Per-token full-vocabulary entropy H_t (with gradient in the trainer), if the lever needs it."""
+    """Per-token full-vocabulary entropy H_t (nats; with gradient in the trainer unless the lever's
+    ``entropy_grad`` is False), if the lever needs it. The bandit gives each sample its context's H."""
     ref_logp: Any = None
     """log π_ref(token) of a frozen reference policy, if the lever needs it."""
+    clamped_entropy: Any = None
+    """Per-token clamped entropy H^c_t (nats, with gradient in the trainer), if the lever sets
+    ``clamped_entropy_fraction``: the entropy of the next-token distribution after dropping that
+    fraction of the vocabulary with the lowest logits and renormalising (AEnt, arXiv 2509.03493)."""
 
     @property
     def xp(self):
@@ -88,7 +93,7 @@ class LossModifiers:
         ℓ_t = grad_mask · pg_weight · PG_t(r; A, ε_low, ε_high, clip, β, dual_clip)
               + ratio_coef · r + abs_log_ratio_coef · |log r| + kl_coef · k3(log π_ref − log π)
 
-    and, at the batch level, − entropy_coef · Σ H_t·mask / N.
+    and, at the batch level, − entropy_coef · Σ H_t·mask / N − clamped_entropy_coef · Σ H^c_t·mask / N.
     """
 
     pg_weight: Any = None
@@ -115,6 +120,8 @@ class LossModifiers:
     """Coefficient of the k3 estimate of KL(π_θ ‖ π_ref) per token (needs ``ref_logp``)."""
     entropy_coef: Any = 0.0
     """Entropy-bonus coefficient: the loss gets −entropy_coef · mean_t H_t. Scalar or (L, 1)."""
+    clamped_entropy_coef: Any = 0.0
+    """Clamped-entropy bonus: the loss gets −clamped_entropy_coef · mean_t H^c_t (needs ``clamped_entropy``)."""
 
 
 class Lever:
@@ -125,7 +132,10 @@ class Lever:
     - ``acts_through_ratio``: the lever changes only terms that depend on r = π_θ/π_old, so
       it does nothing on-policy (r ≡ 1, one update per rollout); plants refuse that setup.
     - ``needs_entropy`` / ``needs_reference``: the plant must fill ``TokenBatch.entropy``
-      (with gradient) / ``TokenBatch.ref_logp``.
+      (with gradient unless ``entropy_grad`` is False) / ``TokenBatch.ref_logp``.
+    - ``clamped_entropy_fraction`` > 0: the plant must fill ``TokenBatch.clamped_entropy`` (with
+      gradient), dropping that fraction of the vocabulary (the lowest logits) before the entropy.
+      A lever reads either H_t or H^c_t, not both.
     """
 
     name = "lever"
@@ -133,7 +143,9 @@ class Lever:
     """Keys of `metrics` that say what the lever applied in the step (a plant logs them as 0 on a skipped step)."""
     acts_through_ratio = False
     needs_entropy = False
+    entropy_grad = True
     needs_reference = False
+    clamped_entropy_fraction = 0.0
 
     def __init__(self, loops: int = 1) -> None:
         if not (isinstance(loops, int | np.integer) and loops >= 1):

@@ -175,7 +175,7 @@ def test_strict_json_replaces_non_finite_values_with_a_reason():
     _strict(json.dumps(out, allow_nan=False))
 
 
-def test_method_styles_distinguish_twenty_methods_and_group_families():
+def test_method_styles_distinguish_every_method_and_group_families():
     from sim.figures import method_styles
     from sim.methods import DEFAULT_METHODS
 
@@ -184,11 +184,13 @@ def test_method_styles_distinguish_twenty_methods_and_group_families():
     from matplotlib.colors import to_rgba
 
     pairs = {(tuple(np.round(to_rgba(s["color"]), 3)), s["ls"]) for s in styles.values()}
-    assert len(names) == 20 and len(pairs) == 20
+    assert len(names) >= 25 and len(pairs) == len(names)
     assert styles["grpo"]["color"] == "black"
     fam = {n: s["family"] for n, s in styles.items()}
     assert fam["entropic"] == fam["entropic_pi_od"] != fam["clip_cov"] == fam["flexec_id"] == fam["ce_gppo"]
     assert fam["entropy_bonus"] == fam["kl_penalty"] == fam["sac_temperature"] != fam["entropic"]
+    assert fam["aent"] == fam["entropy_bonus"] and fam["nsr"] == fam["w_reinforce"] == fam["top_entropy_tokens"]
+    assert fam["entropy_advantage"] == fam["nsr"] not in (fam["entropic"], fam["clip_cov"], fam["entropy_bonus"])
 
 
 def test_report_verdict_and_table_use_the_same_final_target(tmp_path):

@@ -25,6 +25,7 @@ CASES = [(name, {}) for name in LEVERS] + [
     ("adaptive_entropy_skywork", {"target": 0.8, "delta": 0.001}),  # always below target: the bonus is on
     ("adaptive_entropy_trl", {"target": 0.8}),
     ("sac_temperature", {"signal": "entropy", "lr": 0.2}),
+    ("aent", {"warmup_steps": 2, "lr": 0.01, "entropy_low": 0.6, "entropy_high": 0.9}),  # c moves after warm-up
 ]
 
 
@@ -52,6 +53,7 @@ def _token_batch(k: int, loops: int, lever, n: int = 600) -> TokenBatch:
         counts=lever.counts(old, mask),
         entropy=rng.uniform(0, 1, (loops, n)),
         ref_logp=logp + 0.1 * rng.standard_normal((loops, n)),
+        clamped_entropy=rng.uniform(0, 1, (loops, n)),
     )
 
 
@@ -157,6 +159,11 @@ def test_registry_names_and_parameters():
         "entropic",
         "entropic_p",
         "entropic_auto",
+        "nsr",
+        "w_reinforce",
+        "entropy_advantage",
+        "top_entropy_tokens",
+        "aent",
     }
     for name in LEVERS:
         lever = make_lever(name, loops=3)
@@ -217,6 +224,15 @@ BAD = [
     ("clip_cov", {"lower": math.nan}, "clip_cov.lower"),
     ("kl_cov", {"fraction": 2.0}, "kl_cov.fraction"),
     ("kl_cov", {"beta": 0.0}, "kl_cov.beta"),
+    ("nsr", {"positive_weight": -0.1}, "nsr.positive_weight"),
+    ("w_reinforce", {"advantage": "sign"}, "w_reinforce.advantage"),
+    ("entropy_advantage", {"kappa": 1.0}, "entropy_advantage.kappa"),
+    ("entropy_advantage", {"alpha": math.inf}, "entropy_advantage.alpha"),
+    ("top_entropy_tokens", {"fraction": 0.0}, "top_entropy_tokens.fraction"),
+    ("aent", {"clamp": 1.0}, "aent.clamp"),
+    ("aent", {"entropy_low": 0.6}, "aent.entropy_high"),
+    ("aent", {"coef_init": 0.5}, "aent.coef_init"),
+    ("aent", {"warmup_steps": -1}, "aent.warmup_steps"),
 ]
 
 
