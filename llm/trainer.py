@@ -206,6 +206,7 @@ class Trainer:
                         snapshot.restore()
                     return None
                 tokens, norms, updates = tokens + step[0], norms + step[1], updates + 1
+        self.lever.sync(self.backend.all_reduce)  # what the lever measured on this rank's tokens, made global
         return {**self.backend.all_reduce(sums), "train_tokens": tokens, "grad_norm": norms, "updates": updates}
 
     def _optimizer_step(self, batch, adv, old_all, idx, micro, sums) -> tuple[float, float] | None:
@@ -338,9 +339,8 @@ class Trainer:
                     self.save()
             self.save()
         finally:
-            for out in (self.logger, self.trace):
-                if out is not None:
-                    out.close()
+            for out in filter(None, (self.logger, self.trace)):
+                out.close()
         return rows
 
 

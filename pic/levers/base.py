@@ -19,6 +19,7 @@ torch tensors (trainer, with autograd through ``logp``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,6 +172,13 @@ class Lever:
     def metrics(self) -> dict[str, float]:
         """Scalars to log for the step (loop-mean when L > 1)."""
         return {}
+
+    def sync(self, all_reduce: Callable[[dict[str, float]], dict[str, float]]) -> None:
+        """Make what `modify` measured on this rank's tokens global; a data-parallel plant calls it on
+        every rank after a step's updates with its sum-all-reduce (dict of floats in, sums out).
+
+        Levers whose state depends only on `StepStats` (global already) need nothing: the default.
+        """
 
     def target_at(self, step: int) -> float | None:
         """The entropy target (nats) the lever steers to at RL step ``step``; None when it holds no target."""

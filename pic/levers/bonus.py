@@ -460,6 +460,14 @@ class AEnt(Lever):
         self._count = self._count + np.asarray(tok.mask.sum(-1).tolist(), dtype=float).reshape(-1)
         return LossModifiers(clamped_entropy_coef=column(self._coef, tok.logp))
 
+    def sync(self, all_reduce) -> None:
+        """Σ H^c·mask and Σ mask over every rank's tokens (the trainer: L = 1), so c stays identical on all
+        ranks, as AReaL's all-reduced statistic."""
+        if self.loops != 1:
+            raise ValueError(f"lever {self.name!r}: sync needs loops = 1 (a data-parallel trainer), got {self.loops}")
+        total = all_reduce({"sum": float(self._sum[0]), "count": float(self._count[0])})
+        self._sum, self._count = np.array([total["sum"]]), np.array([total["count"]])
+
     def metrics(self) -> dict[str, float]:
         """c of this step's updates and H̄ of the updates seen so far this step (the last step's before any)."""
         seen = self._count > 0

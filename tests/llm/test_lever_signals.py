@@ -96,7 +96,16 @@ def data_file(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", NEW_LEVERS)
-def test_two_training_steps_with_each_new_lever(tiny_model_dir, data_file, tmp_path, name):
+def test_two_training_steps_with_each_new_lever(tiny_model_dir, data_file, tmp_path, name, monkeypatch):
+    from llm.parallel import SingleProcess
+
+    reduced = []  # what the trainer's sum-all-reduce received from the lever's sync, per step
+    real_sync = type(make_lever(name)).sync
+    monkeypatch.setattr(
+        type(make_lever(name)),
+        "sync",
+        lambda self, all_reduce: real_sync(self, lambda v: reduced.append(v) or SingleProcess.all_reduce(None, v)),
+    )
     cfg = load_config(
         RLConfig,
         None,
@@ -120,7 +129,8 @@ def test_two_training_steps_with_each_new_lever(tiny_model_dir, data_file, tmp_p
     assert all(math.isfinite(r["pg_loss"]) and math.isfinite(r["grad_norm"]) for r in rows)
     lever_keys = set(make_lever(name).metrics())
     assert lever_keys <= set(rows[-1])
-    if name == "aent":
+    if name == "aent":  # its per-rank sums go through the all-reduce once per step
+        assert len(reduced) == 2 and all(v["count"] > 0 for v in reduced)
         h = rows[-1]["clamped_entropy"]
         assert 0 < h < rows[-1]["entropy"] + 1.0 and rows[-1]["entropy_coef"] == pytest.approx(1e-3)
     if name == "top_entropy_tokens":

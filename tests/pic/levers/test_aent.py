@@ -132,3 +132,23 @@ def test_aent_raises_entropy_when_its_band_lies_above_it():
     assert aent.entropy[-10:].mean() > grpo.entropy[-10:].mean() + 0.2
     default = run_lever(bandit, z0, make_lever("aent", loops=4), ON, steps=80, seeds=seeds)
     assert default.metrics["entropy_coef"][-1] == pytest.approx(1e-5)  # clamped H above 0.5: c falls to its floor
+
+
+def test_sync_makes_every_rank_measure_the_global_clamped_entropy():
+    """Two ranks seeing different tokens end with the same H̄ (Σ over both ranks' tokens) and the same c."""
+    h_rank = [np.full((1, 2, 5), 0.02), np.full((1, 2, 5), 0.9)]  # one below the band, one above
+    ranks = [make_lever("aent", lr=0.01) for _ in h_rank]
+    for step in range(3):
+        for lever, h in zip(ranks, h_rank, strict=True):
+            _feed(lever, h, step)
+        sums = [{"sum": float(lv._sum[0]), "count": float(lv._count[0])} for lv in ranks]
+        total = {k: sums[0][k] + sums[1][k] for k in sums[0]}  # what a sum-all-reduce returns on each rank
+        for lever in ranks:
+            lever.sync(lambda values, total=total: total)
+    expected = (0.02 * 8 + 0.9 * 8) / 16  # 4 valid tokens per micro-batch, 2 micro-batches, 2 ranks
+    assert [lv.metrics()["clamped_entropy"] for lv in ranks] == pytest.approx([expected] * 2)
+    for lever in ranks:
+        lever.update(StepStats(step=3, total_steps=20, entropy=0.3))
+    assert ranks[0].state_dict() == ranks[1].state_dict()
+    with pytest.raises(ValueError, match="loops = 1"):
+        make_lever("aent", loops=2).sync(lambda v: v)
