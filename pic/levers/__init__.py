@@ -23,6 +23,8 @@ kl_cov                   KL-Cov: |log r| on top-covariance tokens     ratio (off
 entropic                 EntroPIC PI (Kp 1, Ki 0.01)                  (1 ± α) token weights
 entropic_p               EntroPIC P only (Ki 0)                       (1 ± α) token weights
 entropic_auto            self-tuning EntroPIC (no gains given)        (1 ± α) token weights
+bapo                     BAPO adaptive ratio bounds (ρ₀ ½)            ratio (off-policy only)
+aepo                     AEPO bang-bang temperature of extra samples  extra rollout (A = 1)
 ======================== ============================================ ======================
 """
 
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 from . import grpo  # noqa: F401  (registers first: the registry lists levers in import order)
 from .autotune import EntroPICAuto
-from .base import Lever, LossModifiers, StepStats, TokenBatch, check_plant
+from .base import ExtraSamples, Lever, LossModifiers, StepStats, TokenBatch, check_plant
 from .bonus import SKYWORK, TRL, AdaptiveEntropy, EntropyBonus, KLPenalty, SACTemperature
 from .clipping import CEGPPO, FLEXEC_STRATEGIES, ClipHigher, FlexEC
 from .covariance import ClipCov, KLCov
@@ -39,7 +41,12 @@ from .grpo import NoControl
 from .loss import PolicyDefaults, token_loss, token_loss_grad
 from .registry import LEVERS, compared_levers, lever_parameters, make_lever, register_lever
 
+from .bapo import BAPO  # isort: skip  (registers after the levers above: the registry lists in import order)
+from .aepo import AEPO  # isort: skip
+
 __all__ = [
+    "AEPO",
+    "BAPO",
     "CEGPPO",
     "FLEXEC_STRATEGIES",
     "LEVERS",
@@ -51,6 +58,7 @@ __all__ = [
     "EntroPIC",
     "EntroPICAuto",
     "EntropyBonus",
+    "ExtraSamples",
     "FlexEC",
     "KLCov",
     "KLPenalty",

@@ -26,7 +26,7 @@ import numpy as np
 
 from .._array import namespace
 
-__all__ = ["Lever", "LossModifiers", "StepStats", "TokenBatch", "check_plant"]
+__all__ = ["ExtraSamples", "Lever", "LossModifiers", "StepStats", "TokenBatch", "check_plant"]
 
 
 @dataclass
@@ -73,10 +73,29 @@ class TokenBatch:
     """Per-token full-vocabulary entropy H_t (with gradient in the trainer), if the lever needs it."""
     ref_logp: Any = None
     """log π_ref(token) of a frozen reference policy, if the lever needs it."""
+    extra: Any = None
+    """1.0 on tokens of the lever's extra samples (`Lever.extra_samples`), 0.0 on the main rollout's; None if none."""
 
     @property
     def xp(self):
         return namespace(self.logp)
+
+
+@dataclass(frozen=True)
+class ExtraSamples:
+    """A lever's request for an extra rollout in this step (`Lever.extra_samples`).
+
+    The plant re-samples the first ``ceil(fraction · P)`` of the step's P prompts (G completions
+    each, as the main rollout) at ``temperature``, scores them and computes their group
+    advantages among themselves; `Lever.extra_advantages` then says which of them are trained
+    and with what advantage. Their tokens join the step's updates (``TokenBatch.extra`` = 1);
+    the step's entropy measurement stays on the main rollout.
+    """
+
+    temperature: Any
+    """Sampling temperature T > 0 (π_T ∝ π^{1/T}): a float, or shape (L,) (one per loop)."""
+    fraction: float
+    """Share of the step's prompts re-sampled, in (0, 1]."""
 
 
 @dataclass
@@ -126,6 +145,9 @@ class Lever:
       it does nothing on-policy (r ≡ 1, one update per rollout); plants refuse that setup.
     - ``needs_entropy`` / ``needs_reference``: the plant must fill ``TokenBatch.entropy``
       (with gradient) / ``TokenBatch.ref_logp``.
+    - ``holds_target``: the lever steers the entropy to any target given as its ``target``
+      parameter (a closed loop meant to remove the error); the comparison's "holds an arbitrary
+      target" table runs exactly these.
     """
 
     name = "lever"
@@ -134,6 +156,7 @@ class Lever:
     acts_through_ratio = False
     needs_entropy = False
     needs_reference = False
+    holds_target = False
 
     def __init__(self, loops: int = 1) -> None:
         if not (isinstance(loops, int | np.integer) and loops >= 1):
@@ -159,6 +182,19 @@ class Lever:
     def metrics(self) -> dict[str, float]:
         """Scalars to log for the step (loop-mean when L > 1)."""
         return {}
+
+    def extra_samples(self, stats: StepStats) -> ExtraSamples | None:
+        """An extra rollout for this step, asked for after `update` with the same statistics; None: none (default)."""
+        return None
+
+    def extra_advantages(self, adv, main_samples: int):
+        """(advantages, keep) of the extra samples, each shaped like ``adv`` (L, n): which are trained, with what A.
+
+        ``adv``: the extra samples' group advantages (GRPO among the extra groups), one per
+        sequence; ``main_samples``: sequences per loop in the main rollout. ``keep`` is 0/1;
+        a dropped sample adds no token to the loss. The default keeps every sample as it is.
+        """
+        return adv, adv * 0.0 + 1.0
 
     def target_at(self, step: int) -> float | None:
         """The entropy target (nats) the lever steers to at RL step ``step``; None when it holds no target."""
