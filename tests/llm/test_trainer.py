@@ -267,3 +267,35 @@ def test_a_non_finite_third_of_four_mini_batches_leaves_the_step_undone(
         assert all(torch.equal(v, after["state"][k][name]) for name, v in state.items())
     assert trainer.scheduler.state_dict() == sched and trainer.lever.state_dict() == lever
     assert row["alpha"] == 0.0 and row["integral"] == trainer.lever.metrics()["integral"]
+
+
+def test_aepo_trains_on_extra_samples_at_its_temperature(tiny_model_dir, data_file, tmp_path):
+    """AEPO (`llm.extra_samples`): a quarter of the prompts re-sampled at T; kept rows appended with A = 1."""
+    extra = ["lever.name=aepo", "lever.params.target=3.12", "lever.params.reinforce_share=1.0", "train.steps=3"]
+    extra.append("rollout.temperature=0.9")  # the extra rollout samples at T₀·T
+    trainer = Trainer(_cfg(tiny_model_dir, data_file, tmp_path / "run", *extra))
+    seen, temps = [], []
+    update, rollout = trainer.update, trainer.rollout
+
+    def spy_update(batch, adv):  # the batch the policy update gets: main rows, then the kept extra rows
+        seen.append((batch.response_ids.shape[0], adv.clone()))
+        return update(batch, adv)
+
+    def spy_rollout(examples):
+        temps.append((len(examples), trainer.cfg.rollout.temperature))
+        return rollout(examples)
+
+    trainer.update, trainer.rollout = spy_update, spy_rollout
+    rows = trainer.train()
+    for k, (row, (n_rows, adv)) in enumerate(zip(rows, seen, strict=True)):
+        t = 1.2 if row["entropy"] <= 3.12 else 0.8  # H ≤ H*: T_high, else T_low
+        assert row["temperature"] == t
+        assert temps[2 * k] == (4, 0.9) and temps[2 * k + 1] == (1, pytest.approx(0.9 * t))  # ⌈¼·4⌉ prompt at T₀·T
+        assert row["extra_samples"] == 4  # that prompt × G = 4
+        assert n_rows == 16 + row["extra_trained"] == 16 + row["extra_kept"]
+        assert torch.all(adv[16:] == 1.0)  # REINFORCE: the kept positives' advantage is forced to 1
+        assert math.isfinite(row["entropy"]) and not row["skipped"]
+    assert trainer.cfg.rollout.temperature == 0.9  # restored after each extra rollout
+    assert sum(r["extra_trained"] for r in rows) > 0  # some extra samples were positive and trained
+    plain = train(_cfg(tiny_model_dir, data_file, tmp_path / "grpo", "lever.name=grpo", "train.steps=1"))
+    assert plain[0]["extra_samples"] == 0 and plain[0]["extra_trained"] == 0
