@@ -58,9 +58,11 @@ DEFAULT_METHODS = (
     "flexec_id",
     "clip_cov",
     "kl_cov",
+    "bapo",
+    "aepo",
     "entropic",
 )
-"""The default set: one method of each family (11 runs per seed; configs/compare_tiny.toml runs them at 100 steps)."""
+"""The default set: one method of each family (13 runs per seed; configs/compare_tiny.toml runs them at 100 steps)."""
 
 SCHEDULED = SHAPED_ENTROPIC_METHODS
 

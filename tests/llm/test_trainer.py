@@ -299,3 +299,13 @@ def test_aepo_trains_on_extra_samples_at_its_temperature(tiny_model_dir, data_fi
     assert sum(r["extra_trained"] for r in rows) > 0  # some extra samples were positive and trained
     plain = train(_cfg(tiny_model_dir, data_file, tmp_path / "grpo", "lever.name=grpo", "train.steps=1"))
     assert plain[0]["extra_samples"] == 0 and plain[0]["extra_trained"] == 0
+
+
+def test_bapo_runs_off_policy_with_its_searched_bounds(tiny_model_dir, data_file, tmp_path):
+    extra = ["lever.name=bapo", "train.steps=2", "ppo.epochs=2", "ppo.minibatches=2"]
+    rows = train(_cfg(tiny_model_dir, data_file, tmp_path / "run", *extra))
+    for row in rows:
+        assert 0.6 <= row["clip_low"] <= 0.9 and 1.2 <= row["clip_high"] <= 3.0 and 0 <= row["share"] <= 1
+        assert not row["skipped"] and row["extra_samples"] == 0
+    with pytest.raises(ConfigError, match="acts through the importance ratio"):
+        train(_cfg(tiny_model_dir, data_file, tmp_path / "on", "lever.name=bapo", "train.steps=1"))
