@@ -236,7 +236,7 @@ def markdown(runs: list[TargetRun], band: tuple[float, float], main_samples: int
             cells.append(
                 f"{r.settle_step} ({r.seeds_within}/{r.seeds})"
                 if r.settle_step is not None
-                else f"✗ {100 * r.final_error:.0f} % ({r.seeds_within}/{r.seeds})"
+                else f"✗, off {100 * r.final_error:.0f} % ({r.seeds_within}/{r.seeds})"
             )
         drawn = max(r.extra_samples for r in mine.values())
         fw = max(r.extra_forwards for r in mine.values())
