@@ -18,7 +18,6 @@ re-scoring and updates) + M·S·G if the lever needs a reference policy.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -245,7 +244,3 @@ def markdown(runs: list[TargetRun], band: tuple[float, float], main_samples: int
             f"{fw:.0f} ({100 * fw / base:.1f} %) |"
         )
     return "\n".join(lines) + "\n"
-
-
-def h_max_of(bandit) -> float:
-    return math.log(bandit.success.shape[1])

@@ -1,10 +1,12 @@
 """The lever interface: how an entropy-control method talks to a plant.
 
 A *lever* is one entropy-control method (EntroPIC, an entropy bonus, clip-higher, …). It
-keeps its own state and has two hooks, called by the plant (the bandit simulator or the LLM
-trainer) in this order each RL step::
+keeps its own state and has two main hooks (and an optional pair for extra samples), called by
+the plant (the bandit simulator or the LLM trainer) in this order each RL step::
 
     lever.update(StepStats)            once per step, from global step statistics
+    lever.extra_samples(StepStats)     an extra rollout at another temperature, or None (AEPO);
+        lever.extra_advantages(adv, n)     which extra samples are trained, with what advantage
     for each policy update (PPO epoch × mini-batch × micro-batch):
         lever.modify(TokenBatch) -> LossModifiers     per-token tensors
         loss = pic.levers.loss.token_loss(tok, mods, ...)   (+ entropy / KL terms)
