@@ -52,7 +52,11 @@ def _rows(x, parts: list[slice]):
 
 
 class PerLoopTargets(Lever):
-    """Several levers side by side on consecutive loops (one per target): each sees only its own loops."""
+    """Several levers side by side on consecutive loops (one per target): each sees only its own loops.
+
+    For the bandit (numpy): statistics, tokens and counts are split by loop, each lever's modifiers
+    broadcast to its loops and stacked; modifiers the plant takes as one scalar must agree.
+    """
 
     def __init__(self, levers: list[Lever]) -> None:
         super().__init__(sum(lv.loops for lv in levers))
@@ -67,8 +71,11 @@ class PerLoopTargets(Lever):
     def update(self, stats: StepStats) -> None:
         keys = ("entropy", "nll", "reward_mean", "clip_frac")
         split = {k: _rows(np.asarray(getattr(stats, k), dtype=float).reshape(-1), self.parts) for k in keys}
-        for i, lever in enumerate(self.levers):
-            lever.update(StepStats(stats.step, stats.total_steps, **{k: split[k][i] for k in keys}))
+        self._stats = [
+            StepStats(stats.step, stats.total_steps, **{k: split[k][i] for k in keys}) for i in range(len(self.levers))
+        ]
+        for lever, own in zip(self.levers, self._stats, strict=True):
+            lever.update(own)
 
     def _tokens(self, tok: TokenBatch) -> list[TokenBatch]:
         fields = ("logp", "old_logp", "adv", "mask", "num_tokens", "entropy", "ref_logp", "extra")
@@ -105,7 +112,7 @@ class PerLoopTargets(Lever):
         return out
 
     def extra_samples(self, stats: StepStats) -> ExtraSamples | None:
-        specs = [lv.extra_samples(stats) for lv in self.levers]
+        specs = [lv.extra_samples(own) for lv, own in zip(self.levers, self._stats, strict=True)]
         if all(s is None for s in specs):
             return None
         if any(s is None for s in specs) or len({s.fraction for s in specs}) > 1:
