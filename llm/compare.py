@@ -62,9 +62,11 @@ DEFAULT_METHODS = (
     "entropy_advantage",
     "top_entropy_tokens",
     "aent",
+    "bapo",
+    "aepo",
     "entropic",
 )
-"""The default set: one method of each family (15 runs per seed; configs/compare_tiny.toml runs them at 100 steps)."""
+"""The default set: one method of each family (17 runs per seed; configs/compare_tiny.toml runs them at 100 steps)."""
 
 SCHEDULED = SHAPED_ENTROPIC_METHODS
 

@@ -82,6 +82,8 @@ METRICS: dict[str, Metric] = {
         Metric("frac_zero_std_groups", "reward/frac_zero_std_groups", "group_mean", "flat_groups"),
         Metric("response_len_mean", "rollout/response_len_mean", "sequence_mean", "tokens"),
         Metric("truncated_frac", "rollout/truncated_frac", "sequence_mean", "truncated"),
+        Metric("extra_samples", "rollout/extra_samples"),  # a lever's extra rollout (llm.extra_samples): sampled
+        Metric("extra_trained", "rollout/extra_trained"),  # … and appended to the step's batch
         Metric("verifier_timeouts", "reward/verifier_timeouts", "sum"),
         Metric("verifier_crashes", "reward/verifier_crashes", "sum"),
         Metric("verifier_errors", "reward/verifier_errors", "sum"),

@@ -4,15 +4,13 @@ One step (``Trainer.step``)::
 
     prompts ─► rollout (KV cache, temperature T) ─► rewards ─► group advantages
           └─► H = token mean of the rollout's full-vocabulary entropies at T
-              lever.update(StepStats(H, …))                  (one update per RL step)
+              lever.update(StepStats(H, …)) ─► lever's extra samples, if any (llm.extra_samples)
     for epoch × mini-batch:  Σ_micro ∇[policy loss with lever.modify(tokens)]  ─► clip ─► AdamW
     log metrics ─► checkpoint
 
-H is measured on the behaviour policy (before this step's updates), over every response token,
-from the logits it sampled from. On-policy (1 epoch × 1 mini-batch) the ratio is exactly 1
-(π_old = sg(π_θ)); otherwise π_old is the rollout's log-prob (or a recomputed one). The lever
-is any `pic.levers.Lever`; its `metrics()` and `target_at(step)` are logged. Ranks and sharding
-belong to the backend (`llm.parallel`): the loop sees a global batch, named global sums, a policy.
+H is the behaviour policy's (before this step's updates), over every main response token, from the
+logits it sampled from. On-policy (1 epoch × 1 mini-batch) r ≡ 1 (π_old = sg(π_θ)); otherwise π_old is
+the rollout's log-prob (or a recomputed one). The lever: any `pic.levers.Lever`; ranks: `llm.parallel`.
 """
 
 from __future__ import annotations
@@ -35,6 +33,7 @@ from .completions import Finisher, reward_terms
 from .config import ConfigError, RLConfig, config_to_dict
 from .data import PromptStream
 from .datasets import load_data
+from .extra_samples import add_extra_samples
 from .kl import add_kl, frozen_copy
 from .losses import PolicyLossConfig, entropy_fields, entropy_request, policy_loss, response_logprobs
 from .metrics import LeverTrace, MetricsLogger, check_skip_streak, perf_metrics, reduce_sums, rollout_sums
@@ -284,7 +283,7 @@ class Trainer:
         """One RL step; returns its metrics row."""
         cfg, lever, t0 = self.cfg, self.lever, time.perf_counter()
         # rollout: this rank's share of the prompts, G completions each
-        batch, rewards, scores = self.rollout(self.stream.next_batch(cfg.data.prompts_per_step))
+        batch, rewards, scores = self.rollout(examples := self.stream.next_batch(cfg.data.prompts_per_step))
         t_roll = time.perf_counter() - t0
         # rewards (P, G) → group advantages, one per sequence (P·G,)
         adv = group_advantages(rewards, eps=cfg.ppo.adv_eps, scale_by_std=cfg.ppo.advantage == "grpo")
@@ -298,7 +297,8 @@ class Trainer:
         finite = math.isfinite(stats["entropy"]) and math.isfinite(stats["entropy_nll"])
         if finite:
             h, nll, reward = stats["entropy"], stats["entropy_nll"], stats["reward_mean"]
-            lever.update(StepStats(self.step_count, self.horizon, h, nll, reward, self.last_clip_frac))
+            lever.update(step_stats := StepStats(self.step_count, self.horizon, h, nll, reward, self.last_clip_frac))
+        batch, adv, extra = add_extra_samples(self, examples, batch, adv, step_stats if finite else None)
         self.backend.check_replicated("the lever state", lever.metrics())
         # policy update: epochs × mini-batches × micro-batches (None: a non-finite loss or gradient)
         t1 = time.perf_counter()
@@ -320,7 +320,7 @@ class Trainer:
         # the metrics row (keys, TensorBoard tags and aggregations: llm.metrics.METRICS)
         step_s = time.perf_counter() - t0
         row = {"step": self.step_count, **stats, "entropy_target": math.nan if target is None else float(target)}
-        row |= {**lever_row, **update, "lr": self.scheduler.get_last_lr()[0], "skipped": trained is None}
+        row |= {**lever_row, **extra, **update, "lr": self.scheduler.get_last_lr()[0], "skipped": trained is None}
         row |= perf_metrics(sums["tokens"], (trained or {}).get("train_tokens", 0.0), t_roll, t_train, step_s)
         return row
 

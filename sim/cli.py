@@ -213,6 +213,52 @@ def cmd_methods(args, out: Path) -> None:
             f"  H {r['initial_entropy']:.2f} -> {r['final_entropy']:.3f}  reward {r['final_reward']:.3f}"
         )
     print(f"methods: {len(rows)} x {args.seeds} seeds in {time.perf_counter() - t0:.1f} s; wrote {out / 'methods'}")
+    if args.targets != "none":
+        cmd_targets(args, out / "methods", bandit, z0, cfg)
+
+
+def cmd_targets(args, out: Path, bandit, z0, cfg: PlantConfig) -> None:
+    """The "holds an arbitrary target" table: ``out/targets.{md,json,png}`` (`sim.targets`)."""
+    from .figures import plot_targets
+    from .methods import _lever_params
+    from .targets import auto_targets, holding_levers, markdown, reachable_band, run_targets
+
+    need(args.target_seeds >= 1, "--target-seeds", "an integer >= 1", args.target_seeds)
+    t0, seeds = time.perf_counter(), list(range(args.target_seeds))
+    steps, arms = args.method_steps, args.method_arms
+    band = reachable_band(bandit, z0, cfg, steps=steps, seeds=seeds)
+    if args.targets == "auto":
+        targets = auto_targets(band, math.log(arms))
+    else:
+        targets = [float(t) for t in args.targets.split(",") if t.strip()]
+    for t in targets:
+        _check_target(t, arms, "--targets")
+        need(t > 0, "--targets", "entropies > 0 nats (a ±10 % band around 0 is empty)", t)
+    gains = {"kp": args.method_kp, "ki": args.method_ki, "anti_windup": "clamp"}
+    names = holding_levers()
+    params_of = lambda n, t: _lever_params(n, t, gains)  # noqa: E731 - the shared target and EntroPIC gains
+    window = max(steps // 20, 1)  # the methods report's smoothing (5 % of the steps)
+    runs = run_targets(
+        bandit, z0, cfg, names, targets, band, steps=steps, seeds=seeds, params_of=params_of, window=window
+    )
+    main = bandit.success.shape[0] * cfg.group_size
+    title = (
+        f"Holds an arbitrary target? {len(names)} methods × {len(targets)} targets, {steps} steps, "
+        f"{len(seeds)} seeds; reachable band [{band[0]:.3f}, {band[1]:.3f}] nats"
+    )
+    table = markdown(runs, band, main, cfg.updates_per_rollout)
+    note = (
+        f"Cells: steps until the seed-mean entropy ({window}-step moving average) enters ±10 % of the target and "
+        f"stays (seeds whose last-10 % mean is within ±10 %); ✗: not settled by 80 % of the run, with the relative "
+        f"error of the last 10 %. Extra compute beyond GRPO's {main} samples and {cfg.updates_per_rollout} updates "
+        f"per step.\n"
+    )
+    (out / "targets.md").write_text(f"# {title}\n\n{note}\n{table}")
+    data = {"title": title, "band": list(band), "targets": targets, "rows": [r.row() for r in runs]}
+    (out / "targets.json").write_text(json.dumps(strict_json(data), indent=2, allow_nan=False) + "\n")
+    plot_targets(runs, band, out / "targets.png", window=window, title=title)
+    print(table, end="")
+    print(f"targets: {len(names)} methods x {len(targets)} targets in {time.perf_counter() - t0:.1f} s; wrote {out}")
 
 
 def cmd_compare(args) -> int:
@@ -463,6 +509,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--method-epochs", type=int, default=4, help="PPO epochs per rollout (default 4; >= 2 for ratio levers)"
     )
     g.add_argument("--method-kp", type=float, default=3.0, help="EntroPIC kp on this plant (default 3)")
+    g.add_argument(
+        "--targets",
+        default="auto",
+        help="targets of the 'holds an arbitrary target' table: comma-separated nats, 'auto' (4 inside the "
+        "reachable band, 1 above it) or 'none' (no table) (default auto)",
+    )
+    g.add_argument("--target-seeds", type=int, default=4, help="seeds per method and target (default 4)")
     g.add_argument("--method-ki", type=float, default=0.05, help="EntroPIC ki on this plant (default 0.05)")
     p.set_defaults(func=cmd_compare)
 

@@ -31,6 +31,7 @@ __all__ = [
     "plot_linear",
     "plot_methods",
     "plot_sweep",
+    "plot_targets",
     "plot_windup",
     "write_report",
 ]
@@ -249,10 +250,11 @@ def plot_linear(histories: Mapping[str, LoopHistory], path: str | Path, title: s
 
 FAMILIES = (
     ("entropic", "EntroPIC (closed loop on α)"),
-    ("clip", "clipping (clip-higher, CE-GPPO, flexible, Clip-Cov, KL-Cov)"),
-    ("cov", "clipping (clip-higher, CE-GPPO, flexible, Clip-Cov, KL-Cov)"),
-    ("gppo", "clipping (clip-higher, CE-GPPO, flexible, Clip-Cov, KL-Cov)"),
-    ("flexec", "clipping (clip-higher, CE-GPPO, flexible, Clip-Cov, KL-Cov)"),
+    ("clip", "clipping (clip-higher, CE-GPPO, flexible, Clip-Cov, KL-Cov, BAPO)"),
+    ("cov", "clipping (clip-higher, CE-GPPO, flexible, Clip-Cov, KL-Cov, BAPO)"),
+    ("gppo", "clipping (clip-higher, CE-GPPO, flexible, Clip-Cov, KL-Cov, BAPO)"),
+    ("flexec", "clipping (clip-higher, CE-GPPO, flexible, Clip-Cov, KL-Cov, BAPO)"),
+    ("bapo", "clipping (clip-higher, CE-GPPO, flexible, Clip-Cov, KL-Cov, BAPO)"),
     ("nsr", "PG weights (NSR, W-REINFORCE, entropy advantage, top-entropy tokens)"),
     ("reinforce", "PG weights (NSR, W-REINFORCE, entropy advantage, top-entropy tokens)"),
     ("entropy_advantage", "PG weights (NSR, W-REINFORCE, entropy advantage, top-entropy tokens)"),
@@ -360,6 +362,30 @@ def write_report(
     window = report.report_window(results)
     plot_methods(results, Path(out) / "report.png", reference_target=reference_target, window=window, title=title)
     return rows
+
+
+def plot_targets(runs, band: tuple[float, float], path: str | Path, *, window: int, title: str) -> Path:
+    """One panel per target: each target-holding method's seed-mean H (moving average of ``window``), the target
+    (dashed) and its ±10 % band (shaded), and the reachable band's edges (dotted). ``runs``: `sim.targets.TargetRun`."""
+    targets = sorted({r.target for r in runs})
+    styles = method_styles(list(dict.fromkeys(r.method for r in runs)))
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 4.2), sharex=True, layout="constrained")
+    for ax, t in zip(np.atleast_1d(axes), targets, strict=True):
+        ax.axhspan(0.9 * t, 1.1 * t, color="0.85", lw=0)
+        ax.axhline(t, color="k", ls="--", lw=1)
+        for edge in band:
+            ax.axhline(edge, color="0.4", ls=":", lw=1)
+        for r in (r for r in runs if r.target == t):
+            st = styles[r.method]
+            ax.plot(moving_average(r.entropy, window), color=st["color"], ls=st["ls"], lw=1.4, label=r.method)
+        inside = band[0] <= t <= band[1]
+        ax.set_title(f"H* = {t:g} nats" + ("" if inside else " (outside the band)"), fontsize=10)
+        ax.set_xlabel("RL step")
+        ax.set_yscale("log")
+    np.atleast_1d(axes)[0].set_ylabel("entropy H (nats, seed mean)")
+    np.atleast_1d(axes)[-1].legend(fontsize=8, loc="upper right")
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
 
 
 def _save(fig, path: str | Path) -> Path:

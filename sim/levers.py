@@ -42,6 +42,8 @@ class LeverRun:
     metrics: dict[str, np.ndarray] = field(default_factory=dict)
     target: np.ndarray | None = None
     seconds: float = 0.0
+    extra_samples: np.ndarray | None = None
+    """Extra samples drawn per step for the lever (`pic.levers.Lever.extra_samples`), (steps, B); 0 without."""
 
 
 def run_lever(
@@ -72,7 +74,7 @@ def run_lever(
     pi = np.exp(z)
     z_ref = z.copy() if lever.needs_reference else None
     rngs = [np.random.default_rng(seed) for seed in seeds]
-    ent, rew, clip = np.zeros((steps, b)), np.zeros((steps, b)), np.zeros((steps, b))
+    ent, rew, clip, extra = (np.zeros((steps, b)) for _ in range(4))
     metrics: dict[str, list] = {}
     target = np.full(steps, np.nan)
     clip_frac = np.full(b, np.nan)
@@ -91,7 +93,7 @@ def run_lever(
             clip_frac=clip_frac,
         )
         clip_frac = info["clip_frac"]
-        ent[t], clip[t] = info["entropy"], clip_frac
+        ent[t], clip[t], extra[t] = info["entropy"], clip_frac, info["extra_samples"]
         for key, value in lever.metrics().items():
             metrics.setdefault(key, []).append(value)
         if hasattr(lever, "target_at"):
@@ -104,4 +106,5 @@ def run_lever(
         metrics={k: np.asarray(v, dtype=float) for k, v in metrics.items()},
         target=None if np.all(np.isnan(target)) else target,
         seconds=time.perf_counter() - t0,
+        extra_samples=extra,
     )

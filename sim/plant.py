@@ -61,6 +61,7 @@ from pic.levers.loss import clip_mask, resolve
 from pic.validation import need
 
 from .bandit import Bandit
+from .extra import ExtraRollout, draw_extra
 
 __all__ = [
     "BanditPlant",
@@ -335,18 +336,20 @@ def lever_rollout(
     adv = group_advantages(rewards, eps=cfg.adv_eps, scale_by_std=cfg.scale_by_std)
     logp_old = np.take_along_axis(z, arms, axis=-1)
     entropy = -(pi * z).sum(axis=-1).mean(axis=-1)
-    lever.update(
-        StepStats(
-            step=step,
-            total_steps=total_steps,
-            entropy=entropy,
-            nll=-logp_old.mean(axis=(1, 2)),
-            reward_mean=rewards.mean(axis=(1, 2)),
-            clip_frac=clip_frac,
-        )
+    stats = StepStats(
+        step=step,
+        total_steps=total_steps,
+        entropy=entropy,
+        nll=-logp_old.mean(axis=(1, 2)),
+        reward_mean=rewards.mean(axis=(1, 2)),
+        clip_frac=clip_frac,
     )
+    lever.update(stats)
+    spec = lever.extra_samples(stats)
+    extra = None
+    if spec is not None:  # after the main draws, so the main rollout does not depend on it
+        extra = draw_extra(z, p, lever, spec, g, rngs, adv_eps=cfg.adv_eps, scale_by_std=cfg.scale_by_std)
     defaults = _policy_defaults(cfg)
-    onehot = arms[..., None] == np.arange(k)  # (B, S, G, K)
     per_mb = g // cfg.minibatches
     n_tok = s * per_mb
     clipped, updates = np.zeros(b), 0
@@ -358,31 +361,53 @@ def lever_rollout(
             arms_mb = np.take_along_axis(arms, sel, axis=-1)  # (B, S, n)
             old = np.take_along_axis(logp_old, sel, axis=-1).reshape(b, n_tok)
             mask = np.ones((b, n_tok))
-            signals = _context_signals(z, pi, lever, per_mb)
+            adv_mb = np.take_along_axis(adv, sel, axis=-1).reshape(b, n_tok)
+            flag = None
+            if extra is not None:  # the extra samples of the same group slots join the mini-batch
+                arms_mb, old, adv_mb, mask, flag = _with_extra(extra, sel, arms_mb, old, adv_mb, mask)
+            signals = _context_signals(z, pi, lever, arms_mb.shape[-1])  # per context, for its n (or 2n) samples
             tok = TokenBatch(
-                logp=np.take_along_axis(z, arms_mb, axis=-1).reshape(b, n_tok),
+                logp=np.take_along_axis(z, arms_mb, axis=-1).reshape(b, -1),
                 old_logp=old,
-                adv=np.take_along_axis(adv, sel, axis=-1).reshape(b, n_tok),
+                adv=adv_mb,
                 mask=mask,
-                num_tokens=np.full((b, 1), float(n_tok)),
+                num_tokens=mask.sum(-1, keepdims=True) if extra is not None else np.full((b, 1), float(n_tok)),
                 counts=lever.counts(old, mask),
                 entropy=signals["entropy"],
-                ref_logp=None if z_ref is None else np.take_along_axis(z_ref, arms_mb, axis=-1).reshape(b, n_tok),
+                ref_logp=None if z_ref is None else np.take_along_axis(z_ref, arms_mb, axis=-1).reshape(b, -1),
                 clamped_entropy=signals["clamped_entropy"],
+                extra=flag,
             )
             mods = lever.modify(tok)
-            f = -token_loss_grad(tok, mods, defaults).reshape(b, s, per_mb)
-            onehot_mb = np.take_along_axis(onehot, sel[..., None], axis=-2)  # (B, S, n, K)
+            f = -token_loss_grad(tok, mods, defaults).reshape(b, s, -1)
+            onehot_mb = arms_mb[..., None] == np.arange(k)  # (B, S, n or 2n, K)
+            if extra is not None:  # masked (dropped) samples move nothing; the loss is a mean over the valid tokens
+                f = f * mask.reshape(b, s, -1)
             push = (onehot_mb * f[..., None]).sum(-2) - pi * f.sum(-1, keepdims=True)
-            dz = _with_bonus(cfg.lr * push / per_mb, z, pi, mods, signals, cfg.lr)
+            dz = cfg.lr * push / per_mb if extra is None else cfg.lr * push * (s / tok.num_tokens[..., None])
+            dz = _with_bonus(dz, z, pi, mods, signals, cfg.lr)
             eff = resolve(mods, defaults)
             ratio = np.exp(tok.logp - tok.old_logp)
-            clipped += clip_mask(ratio, tok.adv, eff["eps_low"], eff["eps_high"], eff["clip"], eff["dual_clip"]).mean(
-                -1
-            )
+            dead = clip_mask(ratio, tok.adv, eff["eps_low"], eff["eps_high"], eff["clip"], eff["dual_clip"])
+            clipped += dead.mean(-1) if extra is None else (dead * mask).sum(-1) / mask.sum(-1)
             updates += 1
             z, pi = _normalise(z + dz, np)
-    return z, pi, {"entropy": entropy, "reward": rewards.mean(axis=(1, 2)), "clip_frac": clipped / updates}
+    info = {"entropy": entropy, "reward": rewards.mean(axis=(1, 2)), "clip_frac": clipped / updates}
+    info["extra_samples"] = np.zeros(b) if extra is None else extra.sampled
+    return z, pi, info
+
+
+def _with_extra(extra: ExtraRollout, sel, arms_mb, old, adv_mb, mask):
+    """The mini-batch's main tokens, then its extra ones: arms (B, S, 2n); old, adv, mask, extra flag (B, 2·S·n).
+
+    Tokens are laid out context by context (S, main n then extra n), the order of ``arms``.
+    """
+    b, s, n = arms_mb.shape
+    take = lambda x: np.take_along_axis(x, sel, axis=-1)  # noqa: E731 - (B, S, G) → (B, S, n)
+    join = lambda main, x: np.concatenate([main.reshape(b, s, n), take(x)], axis=-1).reshape(b, -1)  # noqa: E731
+    arms = np.concatenate([arms_mb, take(extra.arms)], axis=-1)
+    flag = join(np.zeros((b, s, n)), np.ones_like(extra.keep))
+    return arms, join(old, extra.logp_old), join(adv_mb, extra.adv), join(mask, extra.keep), flag
 
 
 class FixedAlphaActuator(Lever):

@@ -28,6 +28,8 @@ nsr                      negative-sample reinforcement (λ 0)          PG token 
 w_reinforce              W-REINFORCE λ·L_PSR + L_NSR (λ 0.1)          PG token weights
 entropy_advantage        A + min(α·H_t, |A|/κ) (α 0.4, κ 2)           PG token weights
 top_entropy_tokens       PG on the top-20 % entropy tokens            gradient mask
+bapo                     BAPO adaptive ratio bounds (ρ₀ ½)            ratio (off-policy only)
+aepo                     AEPO bang-bang temperature of extra samples  extra rollout (A = 1)
 ======================== ============================================ ======================
 """
 
@@ -35,7 +37,7 @@ from __future__ import annotations
 
 from . import grpo  # noqa: F401  (registers first: the registry lists levers in import order)
 from .autotune import EntroPICAuto
-from .base import Lever, LossModifiers, StepStats, TokenBatch, check_plant
+from .base import ExtraSamples, Lever, LossModifiers, StepStats, TokenBatch, check_plant
 from .bonus import SKYWORK, TRL, AdaptiveEntropy, AEnt, EntropyBonus, KLPenalty, SACTemperature
 from .clipping import CEGPPO, FLEXEC_STRATEGIES, ClipHigher, FlexEC
 from .covariance import ClipCov, KLCov
@@ -45,7 +47,12 @@ from .loss import PolicyDefaults, token_loss, token_loss_grad
 from .registry import LEVERS, compared_levers, lever_parameters, make_lever, register_lever
 from .shaping import EntropyAdvantage, SampleReinforce, TopEntropyTokens
 
+from .bapo import BAPO  # isort: skip  (registers after the levers above: the registry lists in import order)
+from .aepo import AEPO  # isort: skip
+
 __all__ = [
+    "AEPO",
+    "BAPO",
     "CEGPPO",
     "FLEXEC_STRATEGIES",
     "LEVERS",
@@ -59,6 +66,7 @@ __all__ = [
     "EntroPICAuto",
     "EntropyAdvantage",
     "EntropyBonus",
+    "ExtraSamples",
     "FlexEC",
     "KLCov",
     "KLPenalty",

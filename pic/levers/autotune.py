@@ -41,6 +41,7 @@ class EntroPICAuto(EntroPIC):
     """
 
     name = "entropic_auto"
+    holds_target = True
     applied_metrics = ("alpha", "p_term", "i_term")
 
     def __init__(

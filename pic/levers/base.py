@@ -1,10 +1,12 @@
 """The lever interface: how an entropy-control method talks to a plant.
 
 A *lever* is one entropy-control method (EntroPIC, an entropy bonus, clip-higher, …). It
-keeps its own state and has two hooks, called by the plant (the bandit simulator or the LLM
-trainer) in this order each RL step::
+keeps its own state and has two main hooks (and an optional pair for extra samples), called by
+the plant (the bandit simulator or the LLM trainer) in this order each RL step::
 
     lever.update(StepStats)            once per step, from global step statistics
+    lever.extra_samples(StepStats)     an extra rollout at another temperature, or None (AEPO);
+        lever.extra_advantages(adv, n)     which extra samples are trained, with what advantage
     for each policy update (PPO epoch × mini-batch × micro-batch):
         lever.modify(TokenBatch) -> LossModifiers     per-token tensors
         loss = pic.levers.loss.token_loss(tok, mods, ...)   (+ entropy / KL terms)
@@ -27,7 +29,7 @@ import numpy as np
 
 from .._array import namespace
 
-__all__ = ["Lever", "LossModifiers", "StepStats", "TokenBatch", "check_plant"]
+__all__ = ["ExtraSamples", "Lever", "LossModifiers", "StepStats", "TokenBatch", "check_plant"]
 
 
 @dataclass
@@ -79,10 +81,29 @@ class TokenBatch:
     """Per-token clamped entropy H^c_t (nats, with gradient in the trainer), if the lever sets
     ``clamped_entropy_fraction``: the entropy of the next-token distribution after dropping that
     fraction of the vocabulary with the lowest logits and renormalising (AEnt, arXiv 2509.03493)."""
+    extra: Any = None
+    """1.0 on tokens of the lever's extra samples (`Lever.extra_samples`), 0.0 on the main rollout's; None if none."""
 
     @property
     def xp(self):
         return namespace(self.logp)
+
+
+@dataclass(frozen=True)
+class ExtraSamples:
+    """A lever's request for an extra rollout in this step (`Lever.extra_samples`).
+
+    The plant re-samples the first ``ceil(fraction · P)`` of the step's P prompts (G completions
+    each, as the main rollout) at ``temperature``, scores them and computes their group
+    advantages among themselves; `Lever.extra_advantages` then says which of them are trained
+    and with what advantage. Their tokens join the step's updates (``TokenBatch.extra`` = 1);
+    the step's entropy measurement stays on the main rollout.
+    """
+
+    temperature: Any
+    """Sampling temperature T > 0 (π_T ∝ π^{1/T}): a float, or shape (L,) (one per loop)."""
+    fraction: float
+    """Share of the step's prompts re-sampled, in (0, 1]."""
 
 
 @dataclass
@@ -137,6 +158,9 @@ class Lever:
     - ``clamped_entropy_fraction`` > 0: the plant must fill ``TokenBatch.clamped_entropy`` (with
       gradient), dropping that fraction of the vocabulary (the lowest logits) before the entropy.
       A lever reads either H_t or H^c_t, not both.
+    - ``holds_target``: the lever steers the entropy to any target given as its ``target``
+      parameter (a closed loop meant to remove the error); the comparison's "holds an arbitrary
+      target" table runs exactly these.
     """
 
     name = "lever"
@@ -147,6 +171,7 @@ class Lever:
     entropy_grad = True
     needs_reference = False
     clamped_entropy_fraction = 0.0
+    holds_target = False
 
     def __init__(self, loops: int = 1) -> None:
         if not (isinstance(loops, int | np.integer) and loops >= 1):
@@ -179,6 +204,18 @@ class Lever:
 
         Levers whose state depends only on `StepStats` (global already) need nothing: the default.
         """
+    def extra_samples(self, stats: StepStats) -> ExtraSamples | None:
+        """An extra rollout for this step, asked for after `update` with the same statistics; None: none (default)."""
+        return None
+
+    def extra_advantages(self, adv, main_samples: int):
+        """(advantages, keep) of the extra samples, each shaped like ``adv`` (L, n): which are trained, with what A.
+
+        ``adv``: the extra samples' group advantages (GRPO among the extra groups), one per
+        sequence; ``main_samples``: sequences per loop in the main rollout. ``keep`` is 0/1;
+        a dropped sample adds no token to the loss. The default keeps every sample as it is.
+        """
+        return adv, adv * 0.0 + 1.0
 
     def target_at(self, step: int) -> float | None:
         """The entropy target (nats) the lever steers to at RL step ``step``; None when it holds no target."""

@@ -140,6 +140,7 @@ class AdaptiveEntropy(Lever):
 
     name = "adaptive_entropy"
     applied_metrics = ("entropy_coef",)
+    holds_target = True
     needs_entropy = True
 
     def __init__(
@@ -226,6 +227,7 @@ class SACTemperature(Lever):
     """
 
     name = "sac_temperature"
+    holds_target = True
     applied_metrics = ("entropy_coef",)
     needs_entropy = True
 

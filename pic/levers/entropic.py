@@ -109,6 +109,11 @@ class EntroPIC(Lever):
         """α of the current step, shape (L,)."""
         return self._alpha
 
+    @property
+    def holds_target(self) -> bool:
+        """PI (ki > 0) removes the steady-state error; P control (ki = 0) leaves one."""
+        return bool(np.any(self.controller.ki > 0))
+
     def target_at(self, step: int) -> float:
         return self.controller.target_at(step)
 

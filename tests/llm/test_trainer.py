@@ -267,3 +267,55 @@ def test_a_non_finite_third_of_four_mini_batches_leaves_the_step_undone(
         assert all(torch.equal(v, after["state"][k][name]) for name, v in state.items())
     assert trainer.scheduler.state_dict() == sched and trainer.lever.state_dict() == lever
     assert row["alpha"] == 0.0 and row["integral"] == trainer.lever.metrics()["integral"]
+
+
+def test_aepo_trains_on_extra_samples_at_its_temperature(tiny_model_dir, data_file, tmp_path):
+    """AEPO (`llm.extra_samples`): a quarter of the prompts re-sampled at T; kept rows appended with A = 1."""
+    extra = ["lever.name=aepo", "lever.params.target=3.12", "lever.params.reinforce_share=1.0", "train.steps=3"]
+    extra.append("rollout.temperature=0.9")  # the extra rollout samples at T₀·T
+    trainer = Trainer(_cfg(tiny_model_dir, data_file, tmp_path / "run", *extra))
+    seen, temps = [], []
+    update, rollout = trainer.update, trainer.rollout
+
+    def spy_update(batch, adv):  # the batch the policy update gets: main rows, then the kept extra rows
+        seen.append((batch.response_ids.shape[0], adv.clone()))
+        return update(batch, adv)
+
+    def spy_rollout(examples):
+        temps.append((len(examples), trainer.cfg.rollout.temperature))
+        return rollout(examples)
+
+    trainer.update, trainer.rollout = spy_update, spy_rollout
+    rows = trainer.train()
+    for k, (row, (n_rows, adv)) in enumerate(zip(rows, seen, strict=True)):
+        t = 1.2 if row["entropy"] <= 3.12 else 0.8  # H ≤ H*: T_high, else T_low
+        assert row["temperature"] == t
+        assert temps[2 * k] == (4, 0.9) and temps[2 * k + 1] == (1, pytest.approx(0.9 * t))  # ⌈¼·4⌉ prompt at T₀·T
+        assert row["extra_samples"] == 4  # that prompt × G = 4
+        assert n_rows == 16 + row["extra_trained"] == 16 + row["extra_kept"]
+        assert torch.all(adv[16:] == 1.0)  # REINFORCE: the kept positives' advantage is forced to 1
+        assert math.isfinite(row["entropy"]) and not row["skipped"]
+    assert trainer.cfg.rollout.temperature == 0.9  # restored after each extra rollout
+    assert sum(r["extra_trained"] for r in rows) > 0  # some extra samples were positive and trained
+    plain = train(_cfg(tiny_model_dir, data_file, tmp_path / "grpo", "lever.name=grpo", "train.steps=1"))
+    assert plain[0]["extra_samples"] == 0 and plain[0]["extra_trained"] == 0
+
+
+def test_bapo_runs_off_policy_with_its_searched_bounds(tiny_model_dir, data_file, tmp_path):
+    extra = ["lever.name=bapo", "train.steps=2", "ppo.epochs=2", "ppo.minibatches=2"]
+    rows = train(_cfg(tiny_model_dir, data_file, tmp_path / "run", *extra))
+    for row in rows:
+        assert 0.6 <= row["clip_low"] <= 0.9 and 1.2 <= row["clip_high"] <= 3.0 and 0 <= row["share"] <= 1
+        assert not row["skipped"] and row["extra_samples"] == 0
+    with pytest.raises(ConfigError, match="acts through the importance ratio"):
+        train(_cfg(tiny_model_dir, data_file, tmp_path / "on", "lever.name=bapo", "train.steps=1"))
+
+
+def test_aepo_resume_is_bit_exact(tiny_model_dir, data_file, tmp_path):
+    """The extra rollout draws from the checkpointed sampling generator: a resumed AEPO run repeats the full one."""
+    extra = ("lever.name=aepo", "lever.params.target=3.12", "lever.params.reinforce_share=1.0", "train.save_every=2")
+    full = train(_cfg(tiny_model_dir, data_file, tmp_path / "full", *extra, "train.steps=4"))
+    first = train(_cfg(tiny_model_dir, data_file, tmp_path / "split", *extra, "train.steps=2"))
+    rest = train(_cfg(tiny_model_dir, data_file, tmp_path / "split", *extra, "train.steps=4", "train.resume=true"))
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING} for r in rows]  # noqa: E731
+    assert strip(first + rest) == strip(full) and sum(r["extra_trained"] for r in full) > 0

@@ -191,6 +191,7 @@ def test_method_styles_distinguish_every_method_and_group_families():
     assert fam["entropy_bonus"] == fam["kl_penalty"] == fam["sac_temperature"] != fam["entropic"]
     assert fam["aent"] == fam["entropy_bonus"] and fam["nsr"] == fam["w_reinforce"] == fam["top_entropy_tokens"]
     assert fam["entropy_advantage"] == fam["nsr"] not in (fam["entropic"], fam["clip_cov"], fam["entropy_bonus"])
+    assert fam["bapo"] == fam["clip_cov"]
 
 
 def test_report_verdict_and_table_use_the_same_final_target(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 from pic.levers import LEVERS, LossModifiers, StepStats, TokenBatch, check_plant, make_lever
 from pic.levers import lever_parameters as params_of
 
-RATIO_ONLY = {"clip_higher", "ce_gppo", "flexec_id", "flexec_did", "flexec_od", "flexec_static", "kl_cov"}
+RATIO_ONLY = {"clip_higher", "ce_gppo", "flexec_id", "flexec_did", "flexec_od", "flexec_static", "kl_cov", "bapo"}
 
 # every registered lever, plus variants whose state differs (official normalisation, scheduled target, given H_init)
 CASES = [(name, {}) for name in LEVERS] + [
@@ -164,6 +164,8 @@ def test_registry_names_and_parameters():
         "entropy_advantage",
         "top_entropy_tokens",
         "aent",
+        "bapo",
+        "aepo",
     }
     for name in LEVERS:
         lever = make_lever(name, loops=3)
