@@ -123,6 +123,23 @@ TRL = {
 """TRL ``use_adaptive_entropy`` defaults: tgt 0.2, δ 0.005, max 1, initial 0, full-vocabulary H."""
 
 
+def _check_coef_box(name: str, coef_min: float, coef_max: float, coef_init: float) -> None:
+    """One-line errors unless 0 ≤ coef_min ≤ coef_init ≤ coef_max, all finite (a coefficient's clip box)."""
+    need(is_finite_number(coef_min) and coef_min >= 0, f"{name}.coef_min", "a finite number >= 0", coef_min)
+    need(
+        is_finite_number(coef_max) and coef_max >= coef_min,
+        f"{name}.coef_max",
+        f"a finite number >= coef_min={coef_min}",
+        coef_max,
+    )
+    need(
+        is_finite_number(coef_init) and coef_min <= coef_init <= coef_max,
+        f"{name}.coef_init",
+        "in [coef_min, coef_max]",
+        coef_init,
+    )
+
+
 @register_lever("adaptive_entropy_trl", preset=TRL)
 @register_lever("adaptive_entropy_skywork", preset=SKYWORK)
 class AdaptiveEntropy(Lever):
@@ -160,19 +177,7 @@ class AdaptiveEntropy(Lever):
         n = self.name
         need(is_finite_number(target) and target >= 0, f"{n}.target", "a finite entropy >= 0 nats", target)
         need(is_finite_number(delta) and delta > 0, f"{n}.delta", "a finite number > 0", delta)
-        need(is_finite_number(coef_min) and coef_min >= 0, f"{n}.coef_min", "a finite number >= 0", coef_min)
-        need(
-            is_finite_number(coef_max) and coef_max >= coef_min,
-            f"{n}.coef_max",
-            f"a finite number >= coef_min={coef_min}",
-            coef_max,
-        )
-        need(
-            is_finite_number(coef_init) and coef_min <= coef_init <= coef_max,
-            f"{n}.coef_init",
-            "in [coef_min, coef_max]",
-            coef_init,
-        )
+        _check_coef_box(n, coef_min, coef_max, coef_init)
         check_signal(n, signal)
         self.target, self.delta = float(target), float(delta)
         self.coef_init, self.coef_min, self.coef_max = float(coef_init), float(coef_min), float(coef_max)
@@ -401,19 +406,7 @@ class AEnt(Lever):
             entropy_high,
         )
         need(is_finite_number(lr) and lr > 0, f"{n}.lr", "a finite number > 0", lr)
-        need(is_finite_number(coef_min) and coef_min >= 0, f"{n}.coef_min", "a finite number >= 0", coef_min)
-        need(
-            is_finite_number(coef_max) and coef_max >= coef_min,
-            f"{n}.coef_max",
-            f"a finite number >= coef_min={coef_min}",
-            coef_max,
-        )
-        need(
-            is_finite_number(coef_init) and coef_min <= coef_init <= coef_max,
-            f"{n}.coef_init",
-            "in [coef_min, coef_max]",
-            coef_init,
-        )
+        _check_coef_box(n, coef_min, coef_max, coef_init)
         need(
             isinstance(warmup_steps, int | np.integer) and warmup_steps >= 0,
             f"{n}.warmup_steps",
