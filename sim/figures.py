@@ -248,48 +248,57 @@ def plot_linear(histories: Mapping[str, LoopHistory], path: str | Path, title: s
     return _save(fig, path)
 
 
-FAMILIES = (
-    ("entropic", "EntroPIC (closed loop on α)"),
-    ("clip", "clipping (clip-higher, CE-GPPO, flexible, Clip-Cov, KL-Cov, BAPO)"),
-    ("cov", "clipping (clip-higher, CE-GPPO, flexible, Clip-Cov, KL-Cov, BAPO)"),
-    ("gppo", "clipping (clip-higher, CE-GPPO, flexible, Clip-Cov, KL-Cov, BAPO)"),
-    ("flexec", "clipping (clip-higher, CE-GPPO, flexible, Clip-Cov, KL-Cov, BAPO)"),
-    ("bapo", "clipping (clip-higher, CE-GPPO, flexible, Clip-Cov, KL-Cov, BAPO)"),
-    ("nsr", "PG weights (NSR, W-REINFORCE, entropy advantage, top-entropy tokens)"),
-    ("reinforce", "PG weights (NSR, W-REINFORCE, entropy advantage, top-entropy tokens)"),
-    ("entropy_advantage", "PG weights (NSR, W-REINFORCE, entropy advantage, top-entropy tokens)"),
-    ("top_entropy", "PG weights (NSR, W-REINFORCE, entropy advantage, top-entropy tokens)"),
-    ("aent", "coefficients (entropy bonus, KL, adaptive, SAC, AEnt)"),
-    ("kl", "coefficients (entropy bonus, KL, adaptive, SAC, AEnt)"),
-    ("entropy", "coefficients (entropy bonus, KL, adaptive, SAC, AEnt)"),
-    ("sac", "coefficients (entropy bonus, KL, adaptive, SAC, AEnt)"),
-    ("skywork", "coefficients (entropy bonus, KL, adaptive, SAC, AEnt)"),
-)
-"""Name fragment → family; families share a colour map, members differ in shade and line style."""
+_PI = "EntroPIC (closed loop on α)"
+_CLIP = "clipping (clip-higher, CE-GPPO, flexible, Clip-Cov, KL-Cov, BAPO)"
+_PG = "PG weights (NSR, W-REINFORCE, entropy advantage, top-entropy tokens)"
+_COEF = "coefficients (entropy bonus, KL, adaptive, SAC, AEnt)"
+_EXTRA = "extra samples (AEPO)"
+_OTHER = "other"
 
-FAMILY_CMAPS = ("Blues", "Oranges", "Greens", "Purples", "Greys")
+FAMILIES = (
+    ("entropic", _PI),
+    ("clip", _CLIP),
+    ("cov", _CLIP),
+    ("gppo", _CLIP),
+    ("flexec", _CLIP),
+    ("bapo", _CLIP),
+    ("nsr", _PG),
+    ("reinforce", _PG),
+    ("entropy_advantage", _PG),
+    ("top_entropy", _PG),
+    ("aent", _COEF),
+    ("kl", _COEF),
+    ("entropy", _COEF),
+    ("sac", _COEF),
+    ("skywork", _COEF),
+    ("aepo", _EXTRA),
+)
+"""Name fragment → family (first match); families share a colour map, members differ in shade and line style."""
+
+FAMILY_CMAPS = {_PI: "Blues", _CLIP: "Oranges", _COEF: "Greens", _PG: "Purples", _EXTRA: "Reds", _OTHER: "Greys"}
+"""A family's colour map, fixed so a family has the same colours in every figure."""
 
 
 def method_styles(names: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """A colour and line style per method, grouped by family (up to ~20 methods stay distinguishable).
+    """A colour and line style per method, grouped by family (up to ~25 methods stay distinguishable).
 
-    Each family gets its own sequential colour map (EntroPIC blues, clipping oranges, coefficient
-    greens, PG weights purples, others greys; GRPO black); members step through shades and four
-    line styles.
+    Each family has its own sequential colour map (EntroPIC blues, clipping oranges, coefficient
+    greens, PG weights purples, extra samples reds, others greys; GRPO black); members step
+    through shades (never near white or black) and four line styles.
     """
     family_of = {}
     for name in names:
         low = name.lower()
         family_of[name] = (
-            "GRPO" if low in ("grpo", "grpo (none)") else next((f for key, f in FAMILIES if key in low), "other")
+            "GRPO" if low in ("grpo", "grpo (none)") else next((f for key, f in FAMILIES if key in low), _OTHER)
         )
     families = list(dict.fromkeys(f for f in family_of.values() if f != "GRPO"))
     linestyles = ("-", "--", "-.", ":")
     styles: dict[str, dict[str, Any]] = {}
-    for f_index, family in enumerate(families):
+    for family in families:
         members = [n for n in names if family_of[n] == family]
-        cmap = plt.get_cmap(FAMILY_CMAPS[f_index % len(FAMILY_CMAPS)])
-        shades = np.linspace(0.9, 0.45, max(len(members), 1))
+        cmap = plt.get_cmap(FAMILY_CMAPS[family])
+        shades = np.linspace(0.85, 0.45, max(len(members), 1)) if len(members) > 1 else np.array([0.7])
         for m_index, name in enumerate(members):
             styles[name] = {"color": cmap(shades[m_index]), "ls": linestyles[m_index % 4], "family": family}
     for name in names:
@@ -324,8 +333,8 @@ def plot_methods(results: list[MethodResult], path: str | Path, *, reference_tar
         axes[0].plot(
             steps,
             np.broadcast_to(reference_target, steps.shape),
-            color="red",
-            lw=1.2,
+            color="0.35",
+            lw=1.4,
             ls=":",
             label="reference target H*\n(dotted in a method's colour:\nits own setpoint schedule)",
         )
