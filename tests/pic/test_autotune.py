@@ -103,7 +103,9 @@ def test_pi_controller_reports_reachability_and_keeps_old_states_loadable():
         ctrl.update(5.0)  # far above the target: α pinned at +1
     assert ctrl.target_reachable == 0.0
     state = ctrl.state_dict()
-    assert set(state) == {"step", "integral", "alpha", "error", "reach_run"} and state["reach_run"] == 51
+    assert (
+        set(state) == {"step", "integral", "alpha", "error", "prev_integral", "reach_run"} and state["reach_run"] == 51
+    )
     old = {k: v for k, v in state.items() if k != "reach_run"}
     fresh = PIController(1.0, 0.01, 0.1)
     fresh.load_state_dict(old)
