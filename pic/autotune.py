@@ -12,8 +12,24 @@ y_t = H_{t+1} − H_t::
 
 with the prior θ̂₀ = (0, √(k_lo·k_hi)), P₀ = diag(p_b, p_k), trace(P) capped at trace(P₀) (no covariance
 windup while α is constant) and k̂ clipped to the prior's bounds [k_lo, k_hi], so it stays positive
-and finite. The residual variance s² (an exponential average of ε²) scales P into the covariance of
-θ̂: the estimate is *excited* once √(s²·P_kk) < ``excitation`` · k̂ (a metric says so; it latches).
+and finite.
+
+**Bias compensation** (closed-loop identification with a noisy measurement). The entropy is measured
+with noise, H_t = x_t + n_t (an LLM's batch entropy: σ_n ≈ 0.03 nats). Then y_t = b − k·α_{t−1} +
+n_t − n_{t−1}, and with delay 0 the regressor α_{t−1} = kp·e_{t−1} + I contains kp·n_{t−1}, so
+E[φ·(n_t − n_{t−1})] = (0, kp·σ_n²) and least squares converges to θ + R⁻¹(0, kp·σ_n²): k̂ is biased
+*upwards*, by up to 1/kp when α is mostly the P-term of noise. The placed gains kp ∝ 1/k̂ then shrink,
+which makes the bias larger — the estimate drifts to k_hi and the loop becomes too timid to act. The
+compensated estimate subtracts the accumulated bias (bias-compensated least squares)::
+
+    c ← λ·c + (0, kp_{t−1}·σ̂_n²)   (0 while α_{t−1} sat on a limit, or with delay ≥ 1),   θ̂ = θ̂_LS − P·c
+
+with σ̂_n² = max(0, −γ), γ an exponential average of ε_t·ε_{t−1}: the residual n_t − n_{t−1} + w_t has
+lag-one autocovariance −σ_n² whatever the process noise w. θ̂_LS is the plain RLS estimate above (k̂_LS
+not clipped; the compensated k̂ is). Without measurement noise γ ≥ 0 on average, c ≈ 0 and θ̂ ≈ θ̂_LS.
+
+The residual variance s² (an exponential average of ε²) scales P into the covariance of θ̂: the
+estimate is *excited* once √(s²·P_kk) < ``excitation`` · k̂ (a metric says so; it latches).
 
 **Gain placement.** Both roots of λ² − (2 − K_p)λ + (1 − K_p + K_i) at r::
 
@@ -171,6 +187,10 @@ class SelfTuningPI:
         """Back to the prior: k̂ = √(k_lo·k_hi), b̂ = 0, fallback gains, zero integral, step 0."""
         self._shape: tuple[int, ...] = ()
         self._theta = np.array([0.0, self._k_prior])
+        self._ls = self._theta.copy()  # θ̂_LS, the uncompensated RLS estimate
+        self._bias = np.zeros(2)  # c, the accumulated noise bias of the normal equations
+        self._autocov = np.asarray(0.0)  # γ, average of ε_t·ε_{t−1} (−σ_n²)
+        self._last_resid = np.asarray(0.0)
         self._cov = self._p0.copy()
         self._noise = np.asarray(0.0)
         self._excited = np.asarray(False)
@@ -195,8 +215,21 @@ class SelfTuningPI:
             return np.broadcast_to(x, (*shape, *tail)).copy()
 
         self._theta, self._cov = grow(self._theta, (2,)), grow(self._cov, (2, 2))
+        self._ls, self._bias = grow(self._ls, (2,)), grow(self._bias, (2,))
         self._history = grow(self._history, (self.delay + 1,))
-        for name in ("_noise", "_excited", "_kp", "_ki", "_action", "_prev_action", "_alpha", "_error", "_last_h"):
+        for name in (
+            "_autocov",
+            "_last_resid",
+            "_noise",
+            "_excited",
+            "_kp",
+            "_ki",
+            "_action",
+            "_prev_action",
+            "_alpha",
+            "_error",
+            "_last_h",
+        ):
             setattr(self, name, grow(getattr(self, name)))
 
     @staticmethod
@@ -271,22 +304,39 @@ class SelfTuningPI:
         return float(self.target(step)) if callable(self.target) else self.target
 
     # ---------------------------------------------------------------- control
+    @property
+    def noise_std(self):
+        """σ̂_n, the estimated standard deviation of the entropy measurement (nats)."""
+        return self._out(np.sqrt(np.maximum(-self._autocov, 0.0)))
+
     def _identify(self, h: np.ndarray) -> None:
-        """One RLS step with y = H_t − H_{t−1} and φ = (1, −α_{t−1})."""
+        """One RLS step with y = H_t − H_{t−1} and φ = (1, −α_{t−1}), then the bias compensation."""
         lam = self.forgetting
-        phi = np.stack([np.ones_like(h), -self._history[..., -1]], axis=-1)
+        alpha_prev = self._history[..., -1]
+        phi = np.stack([np.ones_like(h), -alpha_prev], axis=-1)
         y = h - self._last_h
         p_phi = np.einsum("...ij,...j->...i", self._cov, phi)
         denom = lam + np.einsum("...i,...i->...", phi, p_phi)
         gain = p_phi / denom[..., None]
-        resid = y - np.einsum("...i,...i->...", phi, self._theta)
-        self._noise = np.where(self.step > 1, lam * self._noise + (1 - lam) * resid**2, resid**2)
-        theta = self._theta + gain * resid[..., None]
-        theta[..., 1] = np.clip(theta[..., 1], *self.k_bounds)
+        ls = self._ls + gain * (y - np.einsum("...i,...i->...", phi, self._ls))[..., None]
         cov = (self._cov - gain[..., :, None] * p_phi[..., None, :]) / lam
         cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
-        cap = np.trace(self._p0) / np.maximum(np.trace(cov, axis1=-2, axis2=-1), 1e-300)
-        self._cov = cov * np.minimum(1.0, cap)[..., None, None]
+        cap = np.minimum(1.0, np.trace(self._p0) / np.maximum(np.trace(cov, axis1=-2, axis2=-1), 1e-300))
+        self._cov = cov * cap[..., None, None]
+        # residual of the compensated model; its lag-one autocovariance is −σ_n²
+        resid = y - np.einsum("...i,...i->...", phi, self._theta)
+        if self.step > 1:
+            self._autocov = lam * self._autocov + (1 - lam) * resid * self._last_resid
+        self._noise = np.where(self.step > 1, lam * self._noise + (1 - lam) * resid**2, resid**2)
+        self._last_resid = resid
+        lo, hi = self.output_limits
+        free = (alpha_prev > lo) & (alpha_prev < hi)  # a saturated α does not carry the noise
+        kp_n = np.where(free, self._kp, 0.0) if self.delay == 0 else np.zeros_like(h)
+        step_bias = np.stack([np.zeros_like(h), kp_n * np.maximum(-self._autocov, 0.0)], axis=-1)
+        self._bias = (lam * self._bias + step_bias) / cap[..., None]  # P scaled by cap: R, and c, by 1/cap
+        self._ls = ls
+        theta = ls - np.einsum("...ij,...j->...i", self._cov, self._bias)
+        theta[..., 1] = np.clip(theta[..., 1], *self.k_bounds)
         self._theta = theta
         std_k = np.sqrt(np.maximum(self._noise * self._cov[..., 1, 1], 0.0))
         self._excited = self._excited | (std_k < self.excitation * theta[..., 1])
@@ -324,6 +374,10 @@ class SelfTuningPI:
     # ------------------------------------------------------------ persistence
     _ARRAYS = (
         "_theta",
+        "_ls",
+        "_bias",
+        "_autocov",
+        "_last_resid",
         "_cov",
         "_noise",
         "_excited",
@@ -348,8 +402,22 @@ class SelfTuningPI:
         state["last_h"] = np.where(np.isfinite(last), last, 0.0).tolist() if last.ndim else float(np.nan_to_num(last))
         return state
 
+    @staticmethod
+    def _compat_defaults(state: dict[str, Any]) -> dict[str, Any]:
+        """Keys of states saved before the bias compensation: θ̂_LS = θ̂, no bias, no noise estimate."""
+        if "theta" not in state:
+            return {}
+        zeros = np.zeros(np.shape(state["theta"])[:-1]).tolist()
+        return {
+            "ls": state["theta"],
+            "bias": np.zeros(np.shape(state["theta"])).tolist(),
+            "autocov": zeros,
+            "last_resid": zeros,
+        }
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a `state_dict` (the design parameters come from the constructor)."""
+        state = {**self._compat_defaults(state), **state}
         missing = {"step", "shape", "monitor", "last_h", *(n[1:] for n in self._ARRAYS)} - set(state)
         if missing:
             raise ValueError(f"self-tuning controller state is missing keys {sorted(missing)}")

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .params import ANTI_WINDUP_MODES
-from .validation import need
+from .validation import is_finite_number, need
 
 __all__ = ["ANTI_WINDUP_MODES", "PIController", "ReachMonitor", "pi_step"]
 
@@ -179,6 +179,10 @@ class PIController:
     on_nonfinite : {"raise", "hold"}
         A NaN/inf measurement raises, or (``"hold"``) leaves α and the state of the affected
         elements unchanged. The step counter advances only if some element was finite.
+    max_entropy : float > 0 or None
+        Upper bound of the entropy in nats where it is known, log K for a K-way softmax (log V for
+        a vocabulary of V tokens). A target above it is rejected: at construction for a constant
+        target, at the `update` that reaches it for a schedule. None: only target >= 0 is checked.
     """
 
     def __init__(
@@ -192,6 +196,7 @@ class PIController:
         integral_limit: float | None = None,
         tracking_gain: float = 1.0,
         on_nonfinite: str = "raise",
+        max_entropy: float | None = None,
     ) -> None:
         self.kp = _as_gain("kp", kp)
         self.ki = _as_gain("ki", ki)
@@ -201,12 +206,17 @@ class PIController:
             raise ValueError(
                 f"kp and ki must broadcast together, got shapes {self.kp.shape} and {self.ki.shape}"
             ) from None
+        need(
+            max_entropy is None or (is_finite_number(max_entropy) and max_entropy > 0),
+            "max_entropy",
+            "a finite number > 0 (nats) or None",
+            max_entropy,
+        )
+        self.max_entropy = None if max_entropy is None else float(max_entropy)
         if callable(target):
             self.target = target
         else:
-            t = float(target)
-            need(math.isfinite(t) and t >= 0, "target", "a finite entropy >= 0 nats", target)
-            self.target = t
+            self.target = self._checked_target(target)
         if output_limits is None:
             self.output_limits = (-math.inf, math.inf)
         else:
@@ -249,6 +259,16 @@ class PIController:
         """The last error e = H − target (0 before the first update)."""
         return _scalar_or_array(self._error)
 
+    def _checked_target(self, value: Any) -> float:
+        """A setpoint value as a float, or one `need` line: finite, >= 0 and at most ``max_entropy``."""
+        if self.max_entropy is None:
+            ok, allowed = is_finite_number(value) and value >= 0, "a finite entropy >= 0 nats"
+        else:
+            ok = is_finite_number(value) and 0 <= value <= self.max_entropy
+            allowed = f"a finite entropy in [0, max_entropy = {self.max_entropy:.4g}] nats"
+        need(ok, "target", allowed, value)
+        return float(value)
+
     def target_at(self, step: int | None = None) -> float:
         """The setpoint at ``step`` (default: the step the next `update` will use)."""
         step = self.step if step is None else step
@@ -280,7 +300,8 @@ class PIController:
                 need(False, "measured entropy", "finite", measured)
             if not np.any(finite):
                 return self.alpha
-        error = h - self.target_at()
+        target = self._checked_target(self.target_at()) if callable(self.target) else self.target
+        error = h - target
         lo, hi = self.output_limits
         alpha, nxt = pi_step(
             np.where(finite, error, 0.0),
@@ -293,14 +314,16 @@ class PIController:
             self.tracking_gain,
             self.integral_limit,
         )
-        self._prev_integral = self._integral.copy()
-        self.monitor.observe(np.where(finite, self.kp * error + self.ki * self._prev_integral, 0.0), error)
+        integral_in = self._integral.copy()
+        self.monitor.observe(np.where(finite, self.kp * error + self.ki * integral_in, 0.0), error)
         if np.all(finite):
             self._alpha, self._integral, self._error = alpha, nxt, np.broadcast_to(error, alpha.shape)
         else:
             self._alpha = np.where(finite, alpha, self._alpha)
             self._integral = np.where(finite, nxt, self._integral)
             self._error = np.where(finite, error, self._error)
+        # the integral that entered this α (i_term); on a partly non-finite step the held elements keep theirs
+        self._prev_integral = np.where(finite, integral_in, self._prev_integral)
         self.step += 1
         return self.alpha
 
@@ -312,16 +335,25 @@ class PIController:
             "integral": _to_json(self._integral),
             "alpha": _to_json(self._alpha),
             "error": _to_json(self._error),
+            "prev_integral": _to_json(self._prev_integral),
             "reach_run": _to_json(self.monitor.run),  # flat, so states compare as flat dicts of numbers
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a state from `state_dict` (gains and target come from the constructor)."""
+        """Restore a state from `state_dict` (gains and target come from the constructor).
+
+        States written before ``prev_integral`` was saved get S − e for it, the integral before the
+        last update when S ← S + e (exact for anti_windup "none" without an integral limit); α and
+        every later output do not depend on it, only the reported ``i_term`` of the last step.
+        """
         missing = {"step", "integral", "alpha", "error"} - set(state)
         if missing:
             raise ValueError(f"controller state is missing keys {sorted(missing)}")
         arrays = {}
-        for key in ("integral", "alpha", "error"):
+        state = dict(state)
+        if "prev_integral" not in state:
+            state["prev_integral"] = (np.asarray(state["integral"], float) - np.asarray(state["error"], float)).tolist()
+        for key in ("integral", "alpha", "error", "prev_integral"):
             arr = np.asarray(state[key], dtype=float)
             if arr.shape != self._shape:
                 try:
@@ -334,6 +366,7 @@ class PIController:
         step = int(state["step"])
         need(step >= 0, "controller state 'step'", ">= 0", step)
         self._integral, self._alpha, self._error = arrays["integral"], arrays["alpha"], arrays["error"]
+        self._prev_integral = arrays["prev_integral"]
         self.step = step
         self.monitor.run = np.asarray(state.get("reach_run", 0.0), dtype=float)  # absent in older states
 

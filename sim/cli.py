@@ -397,7 +397,9 @@ def cmd_linear(args) -> int:
     hist = {}
     for name, ki in (("P", 0.0), ("PI", args.ki)):
         plant = LinearPlant(k=args.k, b=args.b, h0=args.h0)
-        hist[name] = run_loop(plant, PIController(args.kp, ki, args.target), args.steps)
+        hist[name] = run_loop(
+            plant, PIController(args.kp, ki, args.target, max_entropy=math.log(args.arms)), args.steps
+        )
     e_p = float(steady_state_error(args.kp, 0.0, args.k, args.b))
     plot_linear(hist, out / "linear.png", title=f"linear plant k={args.k:g}, drift b={args.b:g}: P leaves b/(k·kp)")
     res = {name: {"final_error": float(h.error[-1]), "final_alpha": float(h.alpha[-1])} for name, h in hist.items()}

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from pic.stability import is_stable
 
@@ -65,6 +66,7 @@ def plot_gain_map(points: Sequence[GainPoint], path: str | Path, contexts: int =
         ax.plot(t, p.response, "o-", ms=3, color=color, lw=1.2, label=f"η = {p.label} (k = {p.k:.1e})")
     ax.plot(t, linear_response(steps), "k--", lw=2, label="linear loop, any k")
     ax.set_ylim(-2, 2)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # rollouts are whole steps
     ax.set_xlabel("rollout after a setpoint step of −0.005 nats")
     ax.set_ylabel("e_t / e_0 (normalised error)")
     ax.set_title(f"PI at k·kp = {K_P}, k·ki = {K_I}: linear as η → 0", fontsize=10)

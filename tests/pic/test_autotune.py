@@ -103,7 +103,9 @@ def test_pi_controller_reports_reachability_and_keeps_old_states_loadable():
         ctrl.update(5.0)  # far above the target: α pinned at +1
     assert ctrl.target_reachable == 0.0
     state = ctrl.state_dict()
-    assert set(state) == {"step", "integral", "alpha", "error", "reach_run"} and state["reach_run"] == 51
+    assert (
+        set(state) == {"step", "integral", "alpha", "error", "prev_integral", "reach_run"} and state["reach_run"] == 51
+    )
     old = {k: v for k, v in state.items() if k != "reach_run"}
     fresh = PIController(1.0, 0.01, 0.1)
     fresh.load_state_dict(old)
@@ -188,3 +190,50 @@ def test_delayed_loop_is_identified_with_the_delay():
     other = SelfTuningPI(0.2, delay=1)
     other.load_state_dict(state)
     assert other.update(0.21) == ctrl.update(0.21)
+
+
+def _run_measured(ctrl, k, b, x0, steps, noise, seed):
+    """Plant x ← x + b − k·α with the entropy *measured* with noise: H = x + n, n ~ N(0, noise²)."""
+    rng = np.random.default_rng(seed)
+    x, xs, k_hats = x0, [], []
+    for _ in range(steps):
+        a = ctrl.update(x + rng.normal(0.0, noise))
+        x = x + b - k * a + rng.normal(0.0, 0.1 * k)
+        xs.append(x)
+        k_hats.append(ctrl.k_hat)
+    return np.array(xs), np.array(k_hats)
+
+
+def test_measurement_noise_does_not_bias_k_hat_upwards():
+    """An LLM's batch entropy is noisy (σ_n ≈ 0.03 nats ≫ k·Δα). Plain closed-loop least squares then
+    converges to k + kp·σ_n²/Var α (the second-half mean of k̂ is ≈ 12 k here); the compensated estimate
+    stays within a factor 2 of k, estimates σ_n, and the loop holds the (true) entropy at the target."""
+    k, b, sigma = 0.01, -0.004, 0.03
+    k_hats, noise_stds, tails = [], [], []
+    for seed in range(6):
+        ctrl = SelfTuningPI(0.4)
+        xs, k_hat = _run_measured(ctrl, k, b, 0.52, 300, sigma, seed)
+        k_hats.append(np.mean(k_hat[150:]))
+        noise_stds.append(ctrl.noise_std)
+        tails.append(np.sqrt(np.mean((xs[150:] - 0.4) ** 2)))
+    assert 0.5 * k < np.median(k_hats) < 2 * k
+    assert np.median(noise_stds) == pytest.approx(sigma, rel=0.3)
+    assert np.median(tails) < 0.1 * 0.4
+
+
+def test_noise_free_plant_gets_no_compensation():
+    ctrl = SelfTuningPI(0.2)
+    _run(ctrl, 1e-2, -3e-3, 0.25, 400, noise=0.0)
+    assert ctrl.noise_std < 1e-4
+    assert ctrl.k_hat == pytest.approx(1e-2, rel=0.05)
+
+
+def test_state_from_before_the_bias_compensation_loads():
+    ctrl = SelfTuningPI(0.2)
+    _run(ctrl, 1e-2, -3e-3, 0.25, 50)
+    old = {key: v for key, v in ctrl.state_dict().items() if key not in ("ls", "bias", "autocov", "last_resid")}
+    other = SelfTuningPI(0.2)
+    other.load_state_dict(json.loads(json.dumps(old)))
+    assert other.k_hat == ctrl.k_hat and other.alpha == ctrl.alpha
+    assert other.noise_std == 0.0  # re-estimated from the next residuals
+    other.update(0.21)

@@ -250,3 +250,74 @@ def test_pi_step_matches_the_formula(x, s, kp, ki):
     assert float(alpha) == min(max(kp * x + ki * s, -1.0), 1.0)
     assert float(nxt) == s + x
     assert math.isfinite(float(alpha))
+
+
+@pytest.mark.parametrize("target", [float("nan"), float("inf"), -1e-9, 100.0])
+def test_target_outside_zero_to_max_entropy_is_one_line(target):
+    """Entropy of a K-way softmax lies in [0, log K]; with max_entropy = log 10 a target of 100 is refused."""
+    with pytest.raises(ValueError, match=r"target must be a finite entropy in \[0, max_entropy = 2\.303\] nats"):
+        PIController(1.0, 0.01, target, max_entropy=math.log(10))
+
+
+def test_target_at_max_entropy_is_accepted_and_unbounded_without_it():
+    assert PIController(1.0, 0.01, math.log(10), max_entropy=math.log(10)).target == math.log(10)
+    assert PIController(1.0, 0.01, 100.0).target == 100.0  # no bound known: only >= 0 is checked
+    with pytest.raises(ValueError, match="target must be a finite entropy >= 0 nats"):
+        PIController(1.0, 0.01, float("inf"))
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf"), "2.3"])
+def test_bad_max_entropy_names_the_field(bad):
+    with pytest.raises(ValueError, match=r"max_entropy must be a finite number > 0 \(nats\) or None"):
+        PIController(1.0, 0.01, 0.1, max_entropy=bad)
+
+
+def test_schedule_leaving_the_entropy_range_fails_at_the_step_that_reaches_it():
+    ctrl = PIController(1.0, 0.01, Linear(1.0, 3.0, 2), max_entropy=2.0)  # 1.0, 2.0, then 3.0 > log K
+    ctrl.update(1.5)
+    ctrl.update(1.5)
+    with pytest.raises(ValueError, match=r"target must be a finite entropy in \[0, max_entropy = 2\] nats, got 3"):
+        ctrl.update(1.5)
+    assert ctrl.step == 2  # the refused step changed nothing
+
+
+@pytest.mark.parametrize("mode", ["none", "clamp", "back_calculation"])
+def test_resume_is_exact_including_the_i_term(mode):
+    """N steps, save (through JSON), load into a fresh controller, continue: the same α, p_term, i_term and
+    state as an uninterrupted run at every step, including the first step after loading."""
+    rng = np.random.default_rng(3)
+    hs = 0.4 + 0.3 * rng.standard_normal(40)
+
+    def make():
+        return PIController(1.3, 0.07, 0.4, anti_windup=mode, output_limits=(-0.5, 0.5))
+
+    full = make()
+    want = []
+    for h in hs:
+        a = full.update(h)
+        want.append((a, full.p_term, full.i_term))
+    first, n = make(), 17
+    got = []
+    for h in hs[:n]:
+        a = first.update(h)
+        got.append((a, first.p_term, first.i_term))
+    resumed = make()
+    resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    assert (resumed.p_term, resumed.i_term) == got[-1][1:]  # before any new data: the last step's terms
+    for h in hs[n:]:
+        a = resumed.update(h)
+        got.append((a, resumed.p_term, resumed.i_term))
+    assert got == want
+    assert resumed.state_dict() == full.state_dict()
+
+
+def test_state_without_prev_integral_still_loads():
+    """States saved before prev_integral existed: S − e stands in for it (exact for anti_windup "none")."""
+    ctrl = PIController(2.0, 0.5, 0.0, output_limits=None)
+    for h in (1.0, 0.5, 0.25):
+        ctrl.update(h)
+    old = {k: v for k, v in ctrl.state_dict().items() if k != "prev_integral"}
+    other = PIController(2.0, 0.5, 0.0, output_limits=None)
+    other.load_state_dict(old)
+    assert other.i_term == pytest.approx(ctrl.i_term) == pytest.approx(0.5 * (1.0 + 0.5))
+    assert other.update(0.1) == ctrl.update(0.1)
