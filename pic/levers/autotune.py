@@ -87,6 +87,7 @@ class EntroPICAuto(EntroPIC):
     def metrics(self) -> dict[str, float]:
         c = self.controller
         identified = {"k_hat": c.k_hat, "b_hat": c.b_hat, "kp": c.kp, "ki": c.ki, "alpha_star": c.alpha_star}
+        identified["noise_std"] = c.noise_std  # σ of the entropy measurement noise the identification removes
         own = {key: float(np.mean(value)) for key, value in identified.items()}
         own |= {"excited": float(np.mean(c.excited)), "target_reachable": float(np.min(c.target_reachable))}
         return super().metrics() | own
