@@ -50,7 +50,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import re
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -186,13 +188,16 @@ class RewardTerm:
 
 
 @lru_cache(maxsize=64)
-def _imported(spec: str) -> RewardFn:
+def _imported(spec: str, paths: tuple[str, ...]) -> RewardFn:
+    sys.path[:0] = [p for p in paths if p not in sys.path]  # the caller's import path at the time of the call
     return resolve_reward(spec)
 
 
-def call_imported(spec: str, completion: str, example: Example) -> Any:
-    """``fn(completion, example)`` for the reward at import path ``spec``; what a verifier worker runs."""
-    return _imported(spec)(completion, example)
+def call_imported(spec: str, paths: tuple[str, ...], completion: str, example: Example) -> Any:
+    """``fn(completion, example)`` for the reward at import path ``spec``, imported with the caller's
+    ``sys.path`` entries ``paths`` (a worker may have started before the caller's path changed);
+    what a verifier worker runs."""
+    return _imported(spec, paths)(completion, example)
 
 
 def resolve_reward(spec: str) -> RewardFn:
@@ -249,7 +254,9 @@ def _score_term(completions: list[str], examples: list[Example], term: RewardTer
     stats = PoolStats()
     for task, rows in isolated.items():
         if ":" in task:  # a user's function: imported by path in the worker
-            fn, calls, deadline = call_imported, [(task, completions[i], examples[i]) for i in rows], term.timeout_s
+            paths = tuple(os.path.abspath(p or os.curdir) for p in sys.path)
+            fn, deadline = call_imported, term.timeout_s
+            calls = [(task, paths, completions[i], examples[i]) for i in rows]
         else:
             fn, calls, deadline = REWARDS[task], [(completions[i], examples[i]) for i in rows], MATH_TIMEOUT_S
         values, batch = _pool().map(fn, calls, deadline_s=deadline, fallback=0.0)
