@@ -11,7 +11,11 @@ fetch, generation, rewards, forward/backward, optimizer and logging are all insi
 tokens per second, and peak RSS; for ours also the rollout and training phases separately.
 The load average is printed before and after: the timings mean little on a busy machine.
 
-    python benchmarks/trainer_step.py                       # ours vs TRL (TRL from .venvs/trl, see --trl-python)
+    .venvs/trl/bin/python benchmarks/trainer_step.py        # ours vs TRL, both in the pinned TRL environment
+    python benchmarks/trainer_step.py                       # ours here, TRL from .venvs/trl (--trl-python)
+
+Run both in one environment (the first line; `bash scripts/engine_tests.sh trl` creates it) for a
+fair peak RSS: transformers' own imports are ~220 MB and differ between its releases.
     python benchmarks/trainer_step.py --only ours --device cuda --hidden 1024 --layers 16
 
 Goal: an optimizer step at least 1.5x faster than TRL's on the CPU, with less memory; on a GPU,
