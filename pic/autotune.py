@@ -217,19 +217,8 @@ class SelfTuningPI:
         self._theta, self._cov = grow(self._theta, (2,)), grow(self._cov, (2, 2))
         self._ls, self._bias = grow(self._ls, (2,)), grow(self._bias, (2,))
         self._history = grow(self._history, (self.delay + 1,))
-        for name in (
-            "_autocov",
-            "_last_resid",
-            "_noise",
-            "_excited",
-            "_kp",
-            "_ki",
-            "_action",
-            "_prev_action",
-            "_alpha",
-            "_error",
-            "_last_h",
-        ):
+        shaped = ("_theta", "_ls", "_bias", "_cov", "_history")  # grown above, with their trailing shapes
+        for name in (*(n for n in self._ARRAYS if n not in shaped), "_last_h"):
             setattr(self, name, grow(getattr(self, name)))
 
     @staticmethod
