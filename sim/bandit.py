@@ -16,7 +16,7 @@ from scipy.optimize import brentq
 
 from pic.validation import need
 
-__all__ = ["Bandit", "entropy_of_logits", "logits_with_entropy", "standard_problem"]
+__all__ = ["Bandit", "draw_groups", "entropy_of_logits", "logits_with_entropy", "standard_problem"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,22 @@ class Bandit:
         good = rng.integers(arms, size=contexts)
         p[np.arange(contexts), good] = rng.uniform(*best, size=contexts)
         return cls(p)
+
+
+def draw_groups(pi: np.ndarray, success: np.ndarray, rngs, group_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A group of G arms per context and their binary rewards: (arms, rewards), each (B, S, G).
+
+    ``pi`` (B, S, K) probabilities, ``success`` (S, K); loop b draws from ``rngs[b]``: G uniforms per
+    context, arm = first whose cumulative probability exceeds u (inverse CDF), then G more uniforms,
+    reward = 1 when below the arm's success probability.
+    """
+    b, s, k = pi.shape
+    cdf = np.cumsum(pi, axis=-1)
+    u = np.stack([r.random((s, group_size)) for r in rngs]) * cdf[..., -1:]
+    arms = np.minimum((u[..., None] > cdf[:, :, None, :]).sum(-1), k - 1)
+    p_arm = np.take_along_axis(np.broadcast_to(success, (b, s, k)), arms, axis=-1)
+    rewards = (np.stack([r.random((s, group_size)) for r in rngs]) < p_arm) * 1.0
+    return arms, rewards
 
 
 def entropy_of_logits(z: np.ndarray) -> np.ndarray:

@@ -20,6 +20,8 @@ import numpy as np
 from pic.grpo import group_advantages
 from pic.levers import ExtraSamples, Lever
 
+from .bandit import draw_groups
+
 __all__ = ["ExtraRollout", "draw_extra", "tempered"]
 
 
@@ -49,15 +51,10 @@ def draw_extra(
     z: np.ndarray, p: np.ndarray, lever: Lever, spec: ExtraSamples, group_size: int, rngs, *, adv_eps, scale_by_std
 ) -> ExtraRollout:
     """Draw, score and select the extra samples of ``spec`` (each loop from its own generator)."""
-    b, s, k = z.shape
+    b, s, _ = z.shape
     g = group_size
     s_x = min(s, max(1, math.ceil(spec.fraction * s)))
-    pi_t = tempered(z[:, :s_x], spec.temperature)
-    cdf = np.cumsum(pi_t, axis=-1)
-    u = np.stack([r.random((s_x, g)) for r in rngs]) * cdf[..., -1:]
-    arms = np.minimum((u[..., None] > cdf[:, :, None, :]).sum(-1), k - 1)  # (B, S_x, G)
-    p_arm = np.take_along_axis(np.broadcast_to(p[:s_x], (b, s_x, k)), arms, axis=-1)
-    rewards = (np.stack([r.random((s_x, g)) for r in rngs]) < p_arm) * 1.0
+    arms, rewards = draw_groups(tempered(z[:, :s_x], spec.temperature), p[:s_x], rngs, g)  # (B, S_x, G)
     adv = group_advantages(rewards, eps=adv_eps, scale_by_std=scale_by_std)
     adv, keep = lever.extra_advantages(adv.reshape(b, s_x * g), main_samples=s * g)
 

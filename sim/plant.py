@@ -60,7 +60,7 @@ from pic.levers.bonus import clamped_entropy
 from pic.levers.loss import clip_mask, resolve
 from pic.validation import need
 
-from .bandit import Bandit
+from .bandit import Bandit, draw_groups
 from .extra import ExtraRollout, draw_extra
 
 __all__ = [
@@ -328,11 +328,7 @@ def lever_rollout(
     """
     b, s, k = z.shape
     g = cfg.group_size
-    cdf = np.cumsum(pi, axis=-1)
-    u = np.stack([r.random((s, g)) for r in rngs]) * cdf[..., -1:]
-    arms = np.minimum((u[..., None] > cdf[:, :, None, :]).sum(-1), k - 1)  # (B, S, G)
-    p_arm = np.take_along_axis(np.broadcast_to(p, z.shape), arms, axis=-1)
-    rewards = (np.stack([r.random((s, g)) for r in rngs]) < p_arm) * 1.0
+    arms, rewards = draw_groups(pi, p, rngs, g)  # (B, S, G) each
     adv = group_advantages(rewards, eps=cfg.adv_eps, scale_by_std=cfg.scale_by_std)
     logp_old = np.take_along_axis(z, arms, axis=-1)
     entropy = -(pi * z).sum(axis=-1).mean(axis=-1)
