@@ -27,32 +27,9 @@ from pic.grpo import group_advantages
 from pic.levers import StepStats
 
 from .config import ConfigError
-from .rollout import RolloutBatch
+from .rollout import RolloutBatch, concat_batches
 
-__all__ = ["add_extra_samples", "concat_batches"]
-
-
-def _pad(x: torch.Tensor, width: int, value, left: bool) -> torch.Tensor:
-    """(B, w) → (B, width), padded with ``value`` on the left (prompts) or right (responses)."""
-    n = width - x.shape[1]
-    if n == 0:
-        return x
-    fill = torch.full((x.shape[0], n), value, dtype=x.dtype, device=x.device)
-    return torch.cat([fill, x] if left else [x, fill], dim=1)
-
-
-def concat_batches(a: RolloutBatch, b: RolloutBatch, pad_id: int) -> RolloutBatch:
-    """Rows of ``a`` then ``b``: prompts left-padded, responses right-padded to the wider of the two."""
-    p, t = max(a.prompt_ids.shape[1], b.prompt_ids.shape[1]), max(a.response_ids.shape[1], b.response_ids.shape[1])
-    pads = {"prompt_ids": (p, pad_id, True), "prompt_mask": (p, 0, True), "response_ids": (t, pad_id, False)}
-    pads |= {"response_mask": (t, 0, False), "logprobs": (t, 0.0, False), "entropy": (t, 0.0, False)}
-    out = {}
-    for f in dataclasses.fields(RolloutBatch):
-        x, y = getattr(a, f.name), getattr(b, f.name)
-        if f.name in pads:
-            x, y = (_pad(v, *pads[f.name]) for v in (x, y))
-        out[f.name] = torch.cat([x, y.to(x.device)])
-    return RolloutBatch(**out)
+__all__ = ["add_extra_samples"]
 
 
 def _select(batch: RolloutBatch, rows: torch.Tensor) -> RolloutBatch:
@@ -97,5 +74,5 @@ def add_extra_samples(trainer, examples, batch: RolloutBatch, adv: torch.Tensor,
     with torch.no_grad():  # log π_old at the training temperature, before any update
         logp, _ = trainer._score(kept, (torch.arange(rows.numel(), device=trainer.device), 0, t), False)
     kept = dataclasses.replace(kept, logprobs=(logp * kept.response_mask).float())
-    merged = concat_batches(batch, kept, trainer.pad_id)
+    merged = concat_batches([batch, kept], trainer.pad_id)
     return merged, torch.cat([adv, adv_x.reshape(-1)[rows].to(adv.dtype)]), counts

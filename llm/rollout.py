@@ -316,7 +316,7 @@ def generate(
         u = uniforms[:, rows.to(device)]
         loop = _eager_loop if decoder is None else partial(_static_loop, decoder)
         parts.append(loop(model, prompt, pmask, u, **opts))
-    return parts[0] if len(parts) == 1 else _concat(parts, pad_id)
+    return parts[0] if len(parts) == 1 else concat_batches(parts, pad_id)
 
 
 def _stop_ids(eos_id: int | None, eos_ids: Sequence[int] | None) -> list[int]:
@@ -426,21 +426,21 @@ def _bucket(live_slots: torch.Tensor) -> torch.Tensor:
     return torch.cat([live_slots, live_slots[:1].expand(size - n)])
 
 
-def _concat(parts: list[RolloutBatch], pad_id: int) -> RolloutBatch:
+def concat_batches(parts: list[RolloutBatch], pad_id: int) -> RolloutBatch:
     """Concatenate batches along rows: prompts re-left-padded, responses right-padded to the widest."""
     p = max(x.prompt_ids.shape[1] for x in parts)
     t = max(x.response_ids.shape[1] for x in parts)
-    left = lambda x, v: F.pad(x, (p - x.shape[1], 0), value=v)  # noqa: E731
-    right = lambda x, v: F.pad(x, (0, t - x.shape[1]), value=v)  # noqa: E731
-    return RolloutBatch(
-        torch.cat([left(x.prompt_ids, pad_id) for x in parts]),
-        torch.cat([left(x.prompt_mask, 0) for x in parts]),
-        torch.cat([right(x.response_ids, pad_id) for x in parts]),
-        torch.cat([right(x.response_mask, 0) for x in parts]),
-        torch.cat([right(x.logprobs, 0.0) for x in parts]),
-        torch.cat([right(x.entropy, 0.0) for x in parts]),
-        torch.cat([x.truncated for x in parts]),
-    )
+    left = {"prompt_ids": pad_id, "prompt_mask": 0}  # field → fill, padded on the left to p
+    right = {"response_ids": pad_id, "response_mask": 0, "logprobs": 0.0, "entropy": 0.0}  # on the right to t
+    out = {}
+    for f in fields(RolloutBatch):
+        xs = [getattr(x, f.name) for x in parts]
+        if f.name in left:
+            xs = [F.pad(x, (p - x.shape[1], 0), value=left[f.name]) for x in xs]
+        elif f.name in right:
+            xs = [F.pad(x, (0, t - x.shape[1]), value=right[f.name]) for x in xs]
+        out[f.name] = torch.cat(xs)
+    return RolloutBatch(**out)
 
 
 def rollout_options(cfg) -> dict:

@@ -1,4 +1,4 @@
-"""Appending a lever's extra rows to a rollout batch (`llm.extra_samples.concat_batches`).
+"""Appending a lever's extra rows to a rollout batch (`llm.rollout.concat_batches`).
 
 Run: python -m pytest tests/llm/test_extra_samples.py
 """
@@ -9,8 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from llm.extra_samples import concat_batches  # noqa: E402
-from llm.rollout import RolloutBatch  # noqa: E402
+from llm.rollout import RolloutBatch, concat_batches  # noqa: E402
 
 
 def _batch(prompts, responses):
@@ -26,7 +25,7 @@ def _batch(prompts, responses):
 def test_rows_are_appended_with_prompts_left_and_responses_right_padded():
     a = _batch([[5, 6], [7]], [[1, 2, 3], [4]])
     b = _batch([[8, 9, 10]], [[11]])
-    c = concat_batches(a, b, pad_id=0)
+    c = concat_batches([a, b], pad_id=0)
     assert c.prompt_ids.tolist() == [[0, 5, 6], [0, 0, 7], [8, 9, 10]]
     assert c.prompt_mask.tolist() == [[0, 1, 1], [0, 0, 1], [1, 1, 1]]
     assert c.response_ids.tolist() == [[1, 2, 3], [4, 0, 0], [11, 0, 0]]
